@@ -1,0 +1,66 @@
+"""The audit month as real instants in the extract's time zone."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+class PeriodError(ValueError):
+    pass
+
+
+def _month_start(year: int, month: int, zone: ZoneInfo) -> datetime:
+    """Local midnight on the 1st of a month, as a UTC instant (year/month may overflow)."""
+    year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+    return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class AuditPeriod:
+    """Month M in zone Z: episodes indexed in [start, end) belong to it; patient measures are
+    judged at ``end``, over a lookback from ``lookback_start`` (the 12 calendar months ending
+    with M). ``coverage_end`` is the first instant the extract has no data for."""
+
+    period: str
+    timezone: str
+    start: datetime
+    end: datetime
+    lookback_start: datetime
+    coverage_end: datetime
+
+    @classmethod
+    def of(cls, period: str, timezone: str, coverage_end: datetime) -> AuditPeriod:
+        match = _PERIOD.match(period)
+        if not match:
+            raise PeriodError(f"period {period!r} is not a month like 2026-10")
+        year, month = int(match.group(1)), int(match.group(2))
+        zone = ZoneInfo(timezone)
+        return cls(
+            period=period,
+            timezone=timezone,
+            start=_month_start(year, month, zone),
+            end=_month_start(year, month + 1, zone),
+            lookback_start=_month_start(year, month - 11, zone),
+            coverage_end=coverage_end.astimezone(UTC),
+        )
+
+    @property
+    def year(self) -> int:
+        return int(self.period[:4])
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, int(self.period[5:7]), 1)
+
+
+def last_complete_period(coverage_end: datetime, timezone: str) -> str:
+    """The newest month wholly inside the extract: the month before the one holding
+    ``coverage_end`` (an exclusive instant, e.g. local midnight on 1 November -> October)."""
+    local = coverage_end.astimezone(ZoneInfo(timezone))
+    year, month = (local.year - 1, 12) if local.month == 1 else (local.year, local.month - 1)
+    return f"{year:04d}-{month:02d}"
