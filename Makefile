@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# An older DuckDB, beside the project's, to prove analysts' 1.x tools open the warehouse file.
+COMPAT_DUCKDB := $(VENV)/compat-duckdb-1.1
 # Prefect keeps its state in the project folder; nothing phones home (see docs/decisions.md).
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -16,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps --target $(COMPAT_DUCKDB) 'duckdb==1.1.3'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -12,7 +11,6 @@ from chartaudit.audits.compiler import MeasureCompiler
 from chartaudit.audits.measure import MEASURE_DIR, Measure, load_measures
 from chartaudit.audits.period import AuditPeriod
 from chartaudit.audits.valuesets import VALUE_SET_DIR, ValueSet, load_value_sets
-from chartaudit.schemas.contract import TABLES
 
 DEFAULT_RULESET = "source-2025"
 
@@ -102,15 +100,3 @@ def run_measures(
             )
         )
     return ran
-
-
-def observed_coverage_end(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """The latest instant in the data: coverage end when the manifest does not give one."""
-    parts = [
-        f"SELECT max({c.name}) AS t FROM {t.name}"
-        for t in TABLES.values()
-        for c in t.columns
-        if c.type == "timestamp"
-    ]
-    row = con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()
-    return row[0]

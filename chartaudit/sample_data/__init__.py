@@ -1,0 +1,5 @@
+"""Synthetic extracts: the generator and the small demo extract committed beside it."""
+
+from pathlib import Path
+
+DEMO_EXTRACT = Path(__file__).parent / "demo_extract"

@@ -1,0 +1,32 @@
+"""The extract contract, its reader and its validation (see ``shared/spec/extract-contract.md``).
+
+``load_extract(folder)`` reads an extract folder and splits it into canonical tables and
+quarantine; ``read_extract`` + ``validate_extract`` do the same in two steps (two Prefect tasks,
+handing over ``RawExtract.save`` / ``RawExtract.load``). Table-level faults raise
+``ExtractRejected`` with a one-line message.
+"""
+
+from chartaudit.schemas.manifest import Manifest, extract_digest, read_manifest
+from chartaudit.schemas.models import RULES, canonical_schema
+from chartaudit.schemas.reader import ExtractRejected, RawExtract, read_extract
+from chartaudit.schemas.validation import (
+    QUARANTINE_SCHEMA,
+    ValidatedExtract,
+    load_extract,
+    validate_extract,
+)
+
+__all__ = [
+    "QUARANTINE_SCHEMA",
+    "RULES",
+    "ExtractRejected",
+    "Manifest",
+    "RawExtract",
+    "ValidatedExtract",
+    "canonical_schema",
+    "extract_digest",
+    "load_extract",
+    "read_extract",
+    "read_manifest",
+    "validate_extract",
+]

@@ -1,0 +1,148 @@
+"""The Prefect flow of the monthly audit: load -> validate -> audit -> summarise -> publish ->
+report. Each task wraps one plain function of ``steps`` and passes the work folder's path on,
+never a data frame (hashing a frame for Prefect's cache costs seconds per call)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Importing this module runs chartaudit/flows/__init__.py first: the no-telemetry defaults are
+# in place before Prefect loads.
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from chartaudit.audits.engine import DEFAULT_RULESET
+from chartaudit.flows import steps
+from chartaudit.storage import warehouse
+
+FILE_IO_RETRIES = 2
+
+
+def _retry_on_io_error(task, task_run, state) -> bool:
+    """Retry a step only for file-system trouble; a bad extract fails the same way twice."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+io_task = task(
+    cache_policy=NONE,
+    retries=FILE_IO_RETRIES,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_on_io_error,
+)
+
+
+@io_task
+def load(extract_dir: str, work: str, period: str | None, ruleset: str) -> steps.RunPlan:
+    logger = get_run_logger()
+    plan = steps.load_step(Path(extract_dir), Path(work), period, ruleset)
+    if plan.timezone_defaulted:
+        logger.warning("manifest.json gives no time zone: naive timestamps are read as UTC")
+    if plan.coverage_end_observed:
+        logger.warning("manifest.json gives no coverage_end: using the latest instant in the data")
+    logger.info(
+        "run %s: extract %s, period %s, rule set %s, time zone %s, coverage end %s",
+        plan.run_id,
+        plan.extract_id,
+        plan.period,
+        plan.ruleset,
+        plan.timezone,
+        plan.coverage_end,
+    )
+    return plan
+
+
+@task(cache_policy=NONE)
+def validate(work: str, max_quarantine_share: float) -> None:
+    logger = get_run_logger()
+    validated = steps.validate_step(Path(work), max_quarantine_share)
+    for row in validated.load_counts.iter_rows(named=True):
+        logger.info(
+            "%s: %d rows read, %d loaded, %d quarantined",
+            row["table_name"],
+            row["input_rows"],
+            row["loaded_rows"],
+            row["quarantined_rows"],
+        )
+    for warning in validated.warnings:
+        logger.warning(warning)
+
+
+@task(cache_policy=NONE)
+def audit(work: str) -> int:
+    cases = steps.audit_step(Path(work))
+    get_run_logger().info("%d cases judged", cases)
+    return cases
+
+
+@task(cache_policy=NONE)
+def summarise(work: str) -> None:
+    summary = steps.summarise_step(Path(work))
+    get_run_logger().info("%d summary rows", summary.height)
+
+
+@io_task
+def publish(work: str, warehouse_path: str) -> None:
+    steps.publish_step(Path(work), Path(warehouse_path))
+
+
+@io_task
+def report(warehouse_path: str, period: str, out_dir: str) -> str:
+    path, markdown = steps.report_step(Path(warehouse_path), period, Path(out_dir))
+    create_markdown_artifact(
+        key=f"chartaudit-summary-{period}",
+        markdown=markdown,
+        description=f"Compliance summary for {period}",
+    )
+    get_run_logger().info("report written to %s", path)
+    return str(path)
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    run_id: str
+    period: str
+    cases: int
+    warehouse: str
+    report: str
+
+
+@flow(name="monthly-audit", log_prints=False)
+def monthly_audit(
+    extract_dir: str,
+    period: str | None = None,
+    warehouse_path: str = str(warehouse.DEFAULT_WAREHOUSE),
+    out_dir: str = "reports/out",
+    ruleset: str = DEFAULT_RULESET,
+    max_quarantine_share: float = steps.DEFAULT_MAX_QUARANTINE_SHARE,
+) -> AuditOutcome:
+    """Audit one month of an extract into the warehouse and render its report.
+
+    ``period`` defaults to the extract's last complete month. A rejected extract writes
+    nothing; any later failure marks the run failed and leaves every result as it was.
+    """
+    work = tempfile.mkdtemp(prefix="chartaudit-run-")
+    try:
+        plan = load(extract_dir, work, period, ruleset)
+        warehouse.begin_run(Path(warehouse_path), plan.record)
+        try:
+            validate(work, max_quarantine_share)
+            cases = audit(work)
+            summarise(work)
+            publish(work, warehouse_path)
+        except Exception as exc:
+            warehouse.fail_run(Path(warehouse_path), plan.run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        path = report(warehouse_path, plan.period, out_dir)
+        return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

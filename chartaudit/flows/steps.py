@@ -1,0 +1,225 @@
+"""The monthly audit's steps as plain functions over a run's work folder.
+
+Prefect tasks (monthly_audit.py) wrap these one to one and pass only the work folder's path
+between them; tests call them directly. The work folder holds each step's output as Parquet:
+
+    plan.json      run id, period, rule set, extract identity, coverage end
+    raw/           the extract as read (typed), with read faults
+    validated/     canonical rows, quarantine, load counts
+    results/       case_results, measures, measure_summary
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from chartaudit import __version__
+from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, UnknownRuleset, run_measures
+from chartaudit.audits.period import AuditPeriod, last_complete_period
+from chartaudit.reports.render import render_markdown_summary, render_report
+from chartaudit.reports.summary import summarise_sql
+from chartaudit.schemas.contract import TABLE_ORDER, TABLES
+from chartaudit.schemas.reader import RawExtract, read_extract
+from chartaudit.schemas.results import RESULT_TABLES_DDL, canonical_table_ddl
+from chartaudit.schemas.validation import ValidatedExtract, validate_extract
+from chartaudit.storage import warehouse
+
+DEFAULT_MAX_QUARANTINE_SHARE = 0.05
+
+
+class RunError(RuntimeError):
+    """The run cannot go on; the message is one line for the person on call."""
+
+
+class QuarantineLimitExceeded(RunError):
+    """Too large a share of a table was quarantined for its results to be trusted."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_id: str
+    period: str
+    ruleset: str
+    extract_id: str
+    input_digest: str
+    timezone: str
+    timezone_defaulted: bool
+    coverage_end: str  # ISO instant
+    coverage_end_observed: bool  # True when taken from the data, not the manifest
+    code_version: str
+    started_at: str
+
+    def save(self, work: Path) -> None:
+        (work / "plan.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, work: Path) -> RunPlan:
+        return cls(**json.loads((work / "plan.json").read_text()))
+
+    @property
+    def audit_period(self) -> AuditPeriod:
+        return AuditPeriod.of(self.period, self.timezone, datetime.fromisoformat(self.coverage_end))
+
+    @property
+    def record(self) -> warehouse.RunRecord:
+        return warehouse.RunRecord(
+            self.run_id,
+            self.period,
+            self.ruleset,
+            self.extract_id,
+            self.input_digest,
+            self.code_version,
+            self.timezone,
+            datetime.fromisoformat(self.started_at),
+        )
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when run from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def _latest_instant(raw: RawExtract) -> datetime | None:
+    """Coverage end when the manifest gives none: the latest instant in the extract."""
+    latest = [
+        raw.tables[t].get_column(c.name).max()
+        for t in TABLE_ORDER
+        for c in TABLES[t].columns
+        if c.type == "timestamp"
+    ]
+    latest = [x for x in latest if x is not None]
+    return max(latest) if latest else None
+
+
+def load_step(
+    extract_dir: Path, work: Path, period: str | None, ruleset: str = DEFAULT_RULESET
+) -> RunPlan:
+    """Read the extract (table-level faults raise ExtractRejected) and plan the run."""
+    if ruleset not in Catalogue.load().rulesets:
+        known = ", ".join(Catalogue.load().rulesets)
+        raise UnknownRuleset(f"unknown rule set {ruleset!r}; known: {known}")
+    raw = read_extract(extract_dir)
+    raw.save(work / "raw")
+    manifest = raw.manifest
+    coverage_end = manifest.coverage_end or _latest_instant(raw)
+    if coverage_end is None:
+        raise RunError(
+            f"{extract_dir}: no coverage_end in manifest.json and no timestamps in the data"
+        )
+    period = period or last_complete_period(coverage_end, manifest.timezone)
+    now = datetime.now(UTC)
+    plan = RunPlan(
+        run_id=f"{period}_{now:%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:6]}",
+        period=period,
+        ruleset=ruleset,
+        extract_id=manifest.extract_id,
+        input_digest=raw.digest,
+        timezone=manifest.timezone,
+        timezone_defaulted=manifest.timezone_defaulted,
+        coverage_end=coverage_end.astimezone(UTC).isoformat(),
+        coverage_end_observed=manifest.coverage_end is None,
+        code_version=code_version(),
+        started_at=now.isoformat(),
+    )
+    plan.audit_period  # noqa: B018 — fails here, before any write, on a malformed period
+    plan.save(work)
+    return plan
+
+
+def validate_step(work: Path, max_quarantine_share: float) -> ValidatedExtract:
+    """Apply the row-level rules; fail when a table's quarantined share is over the limit."""
+    validated = validate_extract(RawExtract.load(work / "raw"))
+    validated.save(work / "validated")
+    over = {t: s for t, s in validated.quarantined_share().items() if s > max_quarantine_share}
+    if over:
+        worst = max(over, key=over.get)
+        raise QuarantineLimitExceeded(
+            f"{worst}: {over[worst]:.1%} of rows quarantined, over the limit of"
+            f" {max_quarantine_share:.1%}; see `chartaudit validate` for the rules broken"
+        )
+    return validated
+
+
+def canonical_connection(validated: ValidatedExtract, extract_id: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding the validated canonical tables, ready for the engine."""
+    con = duckdb.connect()
+    con.execute("SET python_enable_replacements = false")
+    for table in TABLE_ORDER:
+        con.execute(canonical_table_ddl(table))
+        frame = validated.tables[table].with_columns(extract_id=pl.lit(extract_id))
+        con.register("incoming", frame.to_arrow())
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+        con.unregister("incoming")
+    con.execute(RESULT_TABLES_DDL)
+    return con
+
+
+def audit_step(work: Path) -> int:
+    """Judge every case of every measure in effect; returns the number of cases."""
+    plan = RunPlan.load(work)
+    validated = ValidatedExtract.load(work / "validated")
+    results = work / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    with canonical_connection(validated, plan.extract_id) as con:
+        ran = run_measures(con, Catalogue.load(), plan.audit_period, plan.ruleset, plan.run_id)
+        pl.DataFrame([asdict(m) for m in ran]).write_parquet(results / "measures.parquet")
+        con.execute(f"COPY case_results TO '{results / 'case_results.parquet'}' (FORMAT parquet)")
+        return con.execute("SELECT count(*) FROM case_results").fetchone()[0]
+
+
+def summarise_step(work: Path) -> pl.DataFrame:
+    """Rates with Wilson intervals per measure, overall and by site and setting."""
+    results = work / "results"
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE VIEW case_results AS SELECT * FROM"
+            f" read_parquet('{results / 'case_results.parquet'}')"
+        )
+        con.execute(
+            f"CREATE VIEW measures AS SELECT * FROM read_parquet('{results / 'measures.parquet'}')"
+        )
+        summary = con.sql(summarise_sql("case_results", "measures")).pl()
+    summary.write_parquet(results / "measure_summary.parquet")
+    return summary
+
+
+def publish_step(work: Path, warehouse_path: Path) -> None:
+    """Everything the run produced lands in the warehouse in one transaction."""
+    plan = RunPlan.load(work)
+    validated = ValidatedExtract.load(work / "validated")
+    results = work / "results"
+    outputs = warehouse.RunOutputs(
+        tables=validated.tables,
+        quarantine=validated.quarantine,
+        load_counts=validated.load_counts,
+        measures=pl.read_parquet(results / "measures.parquet"),
+        case_results=pl.read_parquet(results / "case_results.parquet"),
+        measure_summary=pl.read_parquet(results / "measure_summary.parquet"),
+    )
+    coverage_end = datetime.fromisoformat(plan.coverage_end)
+    warehouse.publish_run(warehouse_path, plan.run_id, plan.extract_id, coverage_end, outputs)
+
+
+def report_step(warehouse_path: Path, period: str, out_dir: Path) -> tuple[Path, str]:
+    """Render the period's HTML report from the warehouse; also return a Markdown summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        return render_report(con, period, out_dir), render_markdown_summary(con, period)

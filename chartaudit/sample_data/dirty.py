@@ -1,0 +1,162 @@
+"""Dirty rows: one rule broken per row, each listed in ``expected_quarantine.csv``.
+
+Every dirty row belongs to a background patient (no measure case), and no other row depends on
+it: a quarantined patient has no encounters, a quarantined encounter has no diagnoses, findings
+or orders, so quarantine never cascades and the expected list is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from chartaudit.sample_data.background import background_patient
+from chartaudit.sample_data.chart import Chart
+from chartaudit.sample_data.clock import Unplaceable, days, hours, minutes
+
+UNPARSEABLE_TIMESTAMP = "2026-13-45 25:00"
+
+# Reasons are the loader's quarantine rule names (chartaudit.schemas.models), so the expected
+# list compares directly with the warehouse's quarantine table.
+NOT_ALLOWED = "not_allowed"
+OUT_OF_RANGE = "out_of_range"
+TIME_ORDER = "time_order"
+UNPARSEABLE = "unparseable_timestamp"
+NOT_IN_TIMEZONE = "timestamp_not_in_timezone"
+DUPLICATE_KEY = "duplicate_key"
+FOREIGN_KEY = "foreign_key"
+MALFORMED_LOINC = "malformed_loinc"
+NOT_POSITIVE = "not_positive"
+IDENTIFIER = "looks_like_identifier"
+
+
+def expect(chart: Chart, table: str, line: int, column: str, reason: str) -> None:
+    chart.sink.expect_quarantine(table, line, column, reason)
+
+
+def sex_not_allowed(chart: Chart) -> None:
+    chart.sex = "Q"
+    chart.patient_issue = ("sex", NOT_ALLOWED)
+
+
+def birth_year_out_of_range(chart: Chart) -> None:
+    chart.birth_year = 1850
+    chart.patient_issue = ("birth_year", OUT_OF_RANGE)
+
+
+def setting_not_allowed(chart: Chart) -> None:
+    background_patient(chart)
+    arrival = chart.place_anywhere(before=days(0), after=days(2))
+    _, line = chart.encounter(arrival, setting="home_visit", departure=arrival + hours(1))
+    expect(chart, "encounters", line, "setting", NOT_ALLOWED)
+
+
+def departure_before_arrival(chart: Chart) -> None:
+    background_patient(chart)
+    arrival = chart.place_anywhere(before=days(1), after=days(1))
+    _, line = chart.encounter(arrival, setting="outpatient", departure=arrival - hours(2))
+    expect(chart, "encounters", line, "departure_time", TIME_ORDER)
+
+
+def unparseable_timestamp(chart: Chart) -> None:
+    background_patient(chart)
+    _, line = chart.encounter(UNPARSEABLE_TIMESTAMP, setting="urgent_care", departure=None)
+    expect(chart, "encounters", line, "arrival_time", UNPARSEABLE)
+
+
+def nonexistent_local_time(chart: Chart) -> None:
+    """A finding written at a wall-clock time the zone skips (inside the spring-forward gap)."""
+    forward, _ = chart.clock.dst_changes()
+    gap = chart.clock.skipped_wall_time(forward[0]) if forward else None
+    if gap is None or gap[0] < 1:
+        raise Unplaceable("no spring-forward gap inside the coverage")
+    day, (hour, minute) = forward[0], gap
+    arrival = chart.clock.exact(day, hour - 1, 10)
+    background_patient(chart)
+    encounter_id = chart.visit(arrival, hours(3), "emergency")
+    chart.diagnosis("R51.9", arrival + minutes(10), encounter_id)
+    line = chart.finding(encounter_id, "night_pain", "absent", f"{day} {hour:02d}:{minute:02d}:00")
+    expect(chart, "findings", line, "recorded_time", NOT_IN_TIMEZONE)
+
+
+def duplicate_encounter_id(chart: Chart) -> None:
+    """The second row with an encounter_id is the bad one; children point at the first."""
+    encounter_ids = background_patient(chart)
+    arrival = chart.place_anywhere(before=days(0), after=days(2))
+    _, line = chart.encounter(
+        arrival,
+        setting="outpatient",
+        departure=arrival + minutes(30),
+        encounter_id=encounter_ids[0],
+    )
+    expect(chart, "encounters", line, "encounter_id", DUPLICATE_KEY)
+
+
+def diagnosis_for_unknown_patient(chart: Chart) -> None:
+    background_patient(chart)
+    recorded = chart.place_anywhere(before=days(0), after=days(1))
+    unknown = chart.ctx.next_id("PT9", 8)  # longer than any real patient id
+    line = chart.diagnosis("J06.9", recorded, None, patient_id=unknown, source="problem_list")
+    expect(chart, "diagnoses", line, "patient_id", FOREIGN_KEY)
+
+
+def order_status_not_allowed(chart: Chart) -> None:
+    encounter_id = background_patient(chart)[-1]
+    ordered = chart.place_anywhere(before=days(0), after=days(2))
+    line = chart.order(
+        encounter_id, "71046", ordered=ordered, performed=ordered + hours(1), status="done"
+    )
+    expect(chart, "orders", line, "status", NOT_ALLOWED)
+
+
+def malformed_loinc(chart: Chart) -> None:
+    encounter_id = background_patient(chart)[-1]
+    collected = chart.place_anywhere(before=days(0), after=days(1))
+    line = chart.lab(
+        encounter_id, "ABC", collected, value=5.4, unit="mmol/L", resulted=collected + hours(1)
+    )
+    expect(chart, "labs", line, "loinc", MALFORMED_LOINC)
+
+
+def zero_dose(chart: Chart) -> None:
+    encounter_id = background_patient(chart)[-1]
+    start = chart.place_anywhere(before=days(0), after=days(1))
+    line = chart.medication(
+        encounter_id, "ibuprofen", start, rxnorm="5640", dose_mg=0.0, doses_per_day=3.0
+    )
+    expect(chart, "medications", line, "dose_mg", NOT_POSITIVE)
+
+
+def identifier_in_lab_text(text: str) -> Callable[[Chart], None]:
+    def build(chart: Chart) -> None:
+        encounter_id = background_patient(chart)[-1]
+        collected = chart.place_anywhere(before=days(0), after=days(1))
+        line = chart.lab(
+            encounter_id, "5778-6", collected, text=text, resulted=collected + timedelta(hours=2)
+        )
+        expect(chart, "labs", line, "value_text", IDENTIFIER)
+
+    return build
+
+
+Builder = Callable[[Chart], None]
+
+WEIGHT = 1.2  # patients per 1000 for each kind of dirty row
+SCENARIOS: dict[str, tuple[float, Builder]] = {
+    "dirty_sex_q": (WEIGHT, sex_not_allowed),
+    "dirty_birth_year_1850": (WEIGHT, birth_year_out_of_range),
+    "dirty_unknown_setting": (WEIGHT, setting_not_allowed),
+    "dirty_departure_before_arrival": (WEIGHT, departure_before_arrival),
+    "dirty_unparseable_timestamp": (WEIGHT, unparseable_timestamp),
+    "dirty_nonexistent_local_time": (WEIGHT, nonexistent_local_time),
+    "dirty_duplicate_encounter_id": (WEIGHT, duplicate_encounter_id),
+    "dirty_dx_unknown_patient": (WEIGHT, diagnosis_for_unknown_patient),
+    "dirty_order_status_done": (WEIGHT, order_status_not_allowed),
+    "dirty_lab_loinc_abc": (WEIGHT, malformed_loinc),
+    "dirty_med_dose_zero": (WEIGHT, zero_dose),
+    "dirty_lab_text_email": (
+        WEIGHT,
+        identifier_in_lab_text("see result letter sent to pat.doe@example.org"),
+    ),
+    "dirty_lab_text_ssn": (WEIGHT, identifier_in_lab_text("ref 123-45-6789")),
+}

@@ -1,0 +1,191 @@
+"""Synthetic monthly extract with a known answer key.
+
+:func:`generate_extract` writes a contract-shaped extract folder (seven tables, ``manifest.json``)
+plus two files the loader ignores: ``answer_key.csv`` (every LN-01, LN-05 and LN-07 case the audit
+must produce, with its outcome and the scenario that made it) and ``expected_quarantine.csv``
+(every deliberately dirty row). Output is a pure function of the arguments: one
+``random.Random(seed)``, no wall clock, same bytes every run.
+
+Each patient belongs to one scenario (see ``scenarios_ln01``, ``scenarios_ln05``,
+``scenarios_ln07``, ``dirty``); most are background patients who produce no case.
+
+The committed demo extract (``chartaudit/sample_data/demo_extract/``) is the default call;
+regenerate it after changing anything here with::
+
+    .venv/bin/python -c "from chartaudit.sample_data.generator import write_demo_extract as w; w()"
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from chartaudit.sample_data import dirty as dirty_scenarios
+from chartaudit.sample_data import scenarios_ln01, scenarios_ln05, scenarios_ln07
+from chartaudit.sample_data.background import background_patient
+from chartaudit.sample_data.chart import Chart, Context
+from chartaudit.sample_data.clock import Clock, Unplaceable, shift_month
+from chartaudit.sample_data.sink import ExtractSink
+
+DEMO_DIR = Path(__file__).parent / "demo_extract"
+BACKGROUND = "background"
+SOURCE = "chartaudit synthetic generator"
+
+Builder = Callable[[Chart], None]
+CASE_SCENARIOS: dict[str, tuple[float, Builder]] = {
+    **scenarios_ln01.SCENARIOS,
+    **scenarios_ln05.SCENARIOS,
+    **scenarios_ln07.SCENARIOS,
+}
+# Scenarios placed round-robin over the coverage months, and the one topped up when there are
+# fewer of them than months (so every month has LN-01 and LN-05 cases).
+ROUND_ROBIN = {
+    "LN-01": (
+        "ln01_mri_1h",
+        [
+            label
+            for label in scenarios_ln01.SCENARIOS
+            if label
+            not in {
+                "ln01_dst_spring_forward",
+                "ln01_dst_fall_back",
+                "ln01_pending_no_mri",
+                "ln01_end_day_mri_2h",
+            }
+        ],
+    ),
+    "LN-05": (
+        "ln05_back_pain_mri_3d",
+        [
+            label
+            for label in scenarios_ln05.SCENARIOS
+            if label
+            not in {"ln05_pending_no_mri", "ln05_no_risk_feature", "ln05_malignancy_after_index"}
+        ],
+    ),
+}
+
+
+@dataclass(frozen=True)
+class GeneratedExtract:
+    """What :func:`generate_extract` wrote."""
+
+    out_dir: Path
+    tables: dict[str, Path]
+    manifest: Path
+    answer_key: Path
+    expected_quarantine: Path
+    row_counts: dict[str, int]
+    case_counts: dict[str, dict[str, int]]  # measure -> outcome -> cases
+    quarantine_rows: int
+    scenario_counts: dict[str, int]  # patients per scenario (background included)
+    scenario_patients: dict[str, tuple[str, ...]]  # patient ids per non-background scenario
+
+
+def scenario_counts(patients: int, months: int, *, dirty_rows: bool) -> dict[str, int]:
+    """Patients per scenario: scaled by ``patients``, each at least once."""
+    catalogue = {**CASE_SCENARIOS, **(dirty_scenarios.SCENARIOS if dirty_rows else {})}
+    counts = {
+        label: max(1, round(weight * patients / 1000)) for label, (weight, _) in catalogue.items()
+    }
+    for filler, labels in ROUND_ROBIN.values():
+        counts[filler] += max(0, months - sum(counts[label] for label in labels))
+    special = sum(counts.values())
+    if special > patients:
+        raise ValueError(f"patients={patients} is too few for every scenario; use >= {special}")
+    counts[BACKGROUND] = patients - special
+    return counts
+
+
+def assign_scenarios(rng: random.Random, counts: dict[str, int]) -> list[str]:
+    labels = [label for label, count in counts.items() for _ in range(count)]
+    rng.shuffle(labels)
+    return labels
+
+
+def build_patient(ctx: Context, patient_id: str, label: str) -> Chart:
+    """All rows of one patient; a scenario that does not fit the coverage becomes background."""
+    chart = Chart(ctx, patient_id, label)
+    entry = CASE_SCENARIOS.get(label) or dirty_scenarios.SCENARIOS.get(label)
+    builder = entry[1] if entry else None
+    try:
+        if builder is None:
+            background_patient(chart)
+        else:
+            builder(chart)
+    except Unplaceable:
+        chart.scenario = BACKGROUND
+        background_patient(chart)
+    chart.write_patient()
+    return chart
+
+
+def manifest(clock: Clock, *, end_month: str, seed: int, timezone: str) -> dict[str, str]:
+    year, month = shift_month(*clock.months[-1], 1)
+    return {
+        "extract_id": f"synthetic-{end_month}-s{seed}",
+        "source": SOURCE,
+        "timezone": timezone,
+        "coverage_start": clock.first_day.isoformat(),
+        "coverage_end": clock.last_day.isoformat(),
+        "created": f"{year:04d}-{month:02d}-01T00:00:00Z",
+    }
+
+
+def generate_extract(
+    out_dir: Path,
+    *,
+    patients: int = 1500,
+    months: int = 13,
+    seed: int = 7,
+    end_month: str = "2026-10",
+    timezone: str = "America/Chicago",
+    fmt: str = "csv",
+    dirty: bool = True,
+) -> GeneratedExtract:
+    """Write a synthetic extract of ``months`` calendar months ending with ``end_month``."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", end_month):
+        raise ValueError(f"end_month must look like 2026-10, not {end_month!r}")
+    out_dir = Path(out_dir)
+    rng = random.Random(seed)
+    clock = Clock(timezone, end_month, months)
+    counts = scenario_counts(patients, months, dirty_rows=dirty)
+    sink = ExtractSink(out_dir, fmt)
+    ctx = Context(rng=rng, clock=clock, sink=sink)
+    placed: Counter[str] = Counter()
+    scenario_patients: dict[str, list[str]] = {}
+    for number, label in enumerate(assign_scenarios(rng, counts), start=1):
+        chart = build_patient(ctx, f"PT{number:06d}", label)
+        placed[chart.scenario] += 1
+        if chart.scenario != BACKGROUND:
+            scenario_patients.setdefault(chart.scenario, []).append(chart.patient_id)
+    case_counts: dict[str, Counter[str]] = {}
+    for row in sink.key:
+        case_counts.setdefault(row.measure_id, Counter())[row.outcome] += 1
+    quarantine_rows = len(sink.quarantine)
+    key_path, quarantine_path = sink.close()
+    manifest_path = out_dir / "manifest.json"
+    content = manifest(clock, end_month=end_month, seed=seed, timezone=timezone)
+    manifest_path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    return GeneratedExtract(
+        out_dir=out_dir,
+        tables={name: table.path for name, table in sink.tables.items()},
+        manifest=manifest_path,
+        answer_key=key_path,
+        expected_quarantine=quarantine_path,
+        row_counts={name: table.count for name, table in sink.tables.items()},
+        case_counts={m: dict(sorted(c.items())) for m, c in sorted(case_counts.items())},
+        quarantine_rows=quarantine_rows,
+        scenario_counts=dict(sorted(placed.items())),
+        scenario_patients={k: tuple(v) for k, v in sorted(scenario_patients.items())},
+    )
+
+
+def write_demo_extract(out_dir: Path = DEMO_DIR) -> GeneratedExtract:
+    """(Re)write the committed demo extract with the defaults."""
+    return generate_extract(out_dir)

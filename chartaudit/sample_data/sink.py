@@ -1,0 +1,139 @@
+"""Where generated rows go: one buffered writer per contract table, plus the answer key and the
+expected quarantine. Rows are flushed in chunks, so memory stays flat however many patients."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from chartaudit.schemas.contract import TABLE_ORDER, TABLES, TableSpec
+
+CHUNK_ROWS = 50_000
+FORMATS = ("csv", "parquet")
+
+# Timestamps and dates stay text in both formats: the contract's text form (naive local time,
+# optional offset) is what the loader parses, and dirty rows must survive as written.
+_POLARS_TYPES = {
+    "str": pl.String,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "date": pl.String,
+    "timestamp": pl.String,
+}
+
+ANSWER_KEY_COLUMNS = (
+    "measure_id",
+    "period",
+    "patient_id",
+    "encounter_id",
+    "index_time",
+    "outcome",
+    "scenario",
+)
+QUARANTINE_COLUMNS = ("table_name", "source_line", "column_name", "reason")
+
+
+class TableSink:
+    """Rows of one contract table, in the contract's column order, written in chunks."""
+
+    def __init__(self, spec: TableSpec, out_dir: Path, fmt: str) -> None:
+        self.spec = spec
+        self.columns = spec.column_names
+        self._allowed_keys = frozenset(self.columns)
+        self.schema = {c.name: _POLARS_TYPES[c.type] for c in spec.columns}
+        self.path = out_dir / f"{spec.name}.{fmt}"
+        self.fmt = fmt
+        self.count = 0
+        self._rows: list[tuple[Any, ...]] = []
+        self._csv: IO[bytes] | None = None
+        self._parquet: pq.ParquetWriter | None = None
+
+    def add(self, **values: Any) -> int:
+        """Append one row; returns its source line (CSV physical line, header = 1)."""
+        if not self._allowed_keys.issuperset(values):
+            unknown = sorted(set(values) - self._allowed_keys)
+            raise KeyError(f"{self.spec.name} has no column(s) {unknown}")
+        self._rows.append(tuple(values.get(column) for column in self.columns))
+        self.count += 1
+        if len(self._rows) >= CHUNK_ROWS:
+            self.flush()
+        return self.count + 1
+
+    def flush(self) -> None:
+        frame = pl.DataFrame(self._rows, schema=self.schema, orient="row")
+        self._rows = []
+        if self.fmt == "csv":
+            first = self._csv is None
+            if self._csv is None:
+                self._csv = self.path.open("wb")
+            frame.write_csv(self._csv, include_header=first)
+        else:
+            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table)
+
+    def close(self) -> None:
+        if self._rows or (self._csv is None and self._parquet is None):
+            self.flush()
+        if self._csv is not None:
+            self._csv.close()
+        if self._parquet is not None:
+            self._parquet.close()
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    measure_id: str
+    period: str
+    patient_id: str
+    encounter_id: str
+    index_time: str
+    outcome: str
+    scenario: str
+
+
+class ExtractSink:
+    """All outputs of one generation run."""
+
+    def __init__(self, out_dir: Path, fmt: str) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in TABLE_ORDER:  # a stale table of the other format would confuse the loader
+            for other in FORMATS:
+                (out_dir / f"{name}.{other}").unlink(missing_ok=True)
+        self.out_dir = out_dir
+        self.tables = {name: TableSink(TABLES[name], out_dir, fmt) for name in TABLE_ORDER}
+        self.key: list[KeyRow] = []
+        self.quarantine: list[tuple[str, int, str, str]] = []
+
+    def add(self, table: str, **values: Any) -> int:
+        return self.tables[table].add(**values)
+
+    def expect_quarantine(self, table: str, line: int, column: str, reason: str) -> None:
+        self.quarantine.append((table, line, column, reason))
+
+    def close(self) -> tuple[Path, Path]:
+        for sink in self.tables.values():
+            sink.close()
+        key_path = self.out_dir / "answer_key.csv"
+        rows = sorted(self.key, key=lambda r: (r.measure_id, r.period, r.patient_id, r.index_time))
+        _write_csv(key_path, ANSWER_KEY_COLUMNS, [tuple(vars(r).values()) for r in rows])
+        order = {name: i for i, name in enumerate(TABLE_ORDER)}
+        quarantine = sorted(self.quarantine, key=lambda q: (order[q[0]], q[1], q[2]))
+        quarantine_path = self.out_dir / "expected_quarantine.csv"
+        _write_csv(quarantine_path, QUARANTINE_COLUMNS, quarantine)
+        return key_path, quarantine_path
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -1,0 +1,253 @@
+"""The extract folder's ``manifest.json`` and the digest that identifies an extract's content.
+
+``manifest.json`` is optional (extract contract, "The folder"). Without it, or without its
+``timezone``, naive timestamps are read as UTC and ``Manifest.timezone_defaulted`` is True so the
+flow can say so in the run log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+from chartaudit.schemas.contract import TABLE_ORDER
+
+MANIFEST_FILE = "manifest.json"
+TABLE_FILE_SUFFIXES = (".csv", ".parquet")
+DEFAULT_TIMEZONE = "UTC"
+MANIFEST_KEYS = ("extract_id", "source", "timezone", "coverage_start", "coverage_end", "created")
+
+
+class ExtractRejected(Exception):
+    """Table-level fault. str(exc) is ONE line naming the file, the column (if any) and the fix.
+
+    Defined here, the lowest module that raises it, and re-exported by ``reader`` (the public
+    home: ``from chartaudit.schemas.reader import ExtractRejected``).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """Collapse whitespace (library error texts span lines) and cap the length."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Manifest:
+    extract_id: str  # from manifest.json; when absent: "<folder name>-<first 8 hex of digest>"
+    source: str | None
+    timezone: str  # IANA zone of naive timestamps; "UTC" when absent
+    timezone_defaulted: bool  # True when manifest.json or its timezone was absent
+    coverage_start: date | None
+    # A tz-aware UTC instant. A date "2026-10-31" means the END of that local day (local midnight
+    # starting 2026-11-01, in UTC); a full timestamp is that instant (naive = in `timezone`).
+    coverage_end: datetime | None
+    created: str | None
+
+    @property
+    def extract_year(self) -> int:
+        """The year the extract covers up to (upper bound of birth_year).
+
+        The local year of the last instant before ``coverage_end``, so that a coverage end of
+        "2026-12-31" in America/Chicago (2027-01-01 06:00 UTC) is 2026; the current year when
+        the manifest gives no coverage end.
+        """
+        if self.coverage_end is None:
+            return date.today().year
+        last = self.coverage_end - timedelta(microseconds=1)
+        return last.astimezone(ZoneInfo(self.timezone)).year
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (for ``RawExtract.save`` / ``ValidatedExtract.save``)."""
+        return {
+            "extract_id": self.extract_id,
+            "source": self.source,
+            "timezone": self.timezone,
+            "timezone_defaulted": self.timezone_defaulted,
+            "coverage_start": self.coverage_start.isoformat() if self.coverage_start else None,
+            "coverage_end": self.coverage_end.isoformat() if self.coverage_end else None,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        """Inverse of ``to_json``."""
+        start, end = data.get("coverage_start"), data.get("coverage_end")
+        return cls(
+            extract_id=data["extract_id"],
+            source=data.get("source"),
+            timezone=data["timezone"],
+            timezone_defaulted=bool(data["timezone_defaulted"]),
+            coverage_start=date.fromisoformat(start) if start else None,
+            coverage_end=datetime.fromisoformat(end).astimezone(UTC) if end else None,
+            created=data.get("created"),
+        )
+
+
+def table_files(extract_dir: Path) -> list[Path]:
+    """The files of the folder that are contract tables (``<table>.csv|parquet``), by name."""
+    names = {f"{t}{suffix}" for t in TABLE_ORDER for suffix in TABLE_FILE_SUFFIXES}
+    return sorted(
+        (p for p in Path(extract_dir).iterdir() if p.name in names and p.is_file()),
+        key=lambda p: p.name,
+    )
+
+
+def extract_digest(extract_dir: Path) -> str:
+    """sha256 (hex) over the table files and manifest.json, in sorted name order.
+
+    Each file contributes its name, its size and its bytes, so renaming a file, moving bytes
+    between files or editing any value changes the digest; extra (ignored) files do not.
+    """
+    extract_dir = Path(extract_dir)
+    files = table_files(extract_dir)
+    manifest = extract_dir / MANIFEST_FILE
+    if manifest.is_file():
+        files.append(manifest)
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.name):
+        digest.update(path.name.encode("utf-8") + b"\0")
+        digest.update(path.stat().st_size.to_bytes(8, "big"))
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _reject(field: str, problem: str, fix: str) -> ExtractRejected:
+    return ExtractRejected(f"extract rejected: {MANIFEST_FILE} field {field} {problem}; {fix}")
+
+
+def _optional_str(data: dict[str, Any], field: str) -> str | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _reject(field, f"is {json.dumps(value)}, not a string", "write it as a JSON string")
+    return value.strip() or None
+
+
+def _check_timezone(name: str) -> str:
+    fix = "use an IANA zone name such as 'America/Chicago'"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _reject("timezone", f"{name!r} is not a known IANA time zone", fix) from None
+    try:  # polars localises the timestamps: it must know the zone too
+        pl.Series([datetime(2000, 1, 1)]).dt.replace_time_zone(name)
+    except Exception:
+        raise _reject("timezone", f"{name!r} is not a time zone polars knows", fix) from None
+    return name
+
+
+def _parse_coverage_start(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).date()
+    except ValueError:
+        raise _reject(
+            "coverage_start", f"{text!r} is not a date", "write it as YYYY-MM-DD"
+        ) from None
+
+
+def _parse_coverage_end(text: str, zone: str) -> datetime:
+    tz = ZoneInfo(zone)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is not None:
+        # The end of that local day = the local midnight that starts the next day. fold=0 takes
+        # the earlier instant if that midnight is repeated; if it is skipped (DST at midnight),
+        # fold=0 uses the pre-transition offset, which is exactly the instant the day starts.
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+        return end.astimezone(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _reject(
+            "coverage_end",
+            f"{text!r} is not a date or timestamp",
+            "write it as YYYY-MM-DD (the last day covered) or an ISO 8601 timestamp",
+        ) from None
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC)
+    # A naive instant is local time; an ambiguous one takes the earlier instant (fold=0).
+    local = moment.replace(tzinfo=tz)
+    if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != moment:
+        raise _reject(
+            "coverage_end",
+            f"{text!r} does not exist in {zone} (skipped by a clock change)",
+            "give a time that exists locally or add a UTC offset",
+        )
+    return local.astimezone(UTC)
+
+
+def read_manifest(extract_dir: Path, digest: str | None = None) -> Manifest:
+    """Read ``manifest.json`` of an extract folder (defaults when it is absent).
+
+    ``digest`` (of ``extract_digest``) is only used for the default ``extract_id``; it is
+    computed when not given. Bad JSON, a wrongly typed field, an unknown time zone or an
+    unreadable date raise ``ExtractRejected``.
+    """
+    extract_dir = Path(extract_dir)
+    path = extract_dir / MANIFEST_FILE
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ExtractRejected(
+                f"extract rejected: {MANIFEST_FILE} in {extract_dir} is not UTF-8 text; "
+                "save it as UTF-8 or remove the file"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ExtractRejected(
+                f"extract rejected: {MANIFEST_FILE} in {extract_dir} is not valid JSON "
+                f"({exc.msg} at line {exc.lineno} column {exc.colno}); fix it or remove the file"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ExtractRejected(
+                f"extract rejected: {MANIFEST_FILE} in {extract_dir} is not a JSON object; "
+                'write it as {"extract_id": ..., "timezone": ..., ...} or remove the file'
+            )
+        data = loaded
+
+    zone_text = _optional_str(data, "timezone")
+    timezone = _check_timezone(zone_text) if zone_text else DEFAULT_TIMEZONE
+    start_text = _optional_str(data, "coverage_start")
+    end_text = _optional_str(data, "coverage_end")
+    extract_id = _optional_str(data, "extract_id")
+    if extract_id is None:
+        extract_id = f"{extract_dir.resolve().name}-{(digest or extract_digest(extract_dir))[:8]}"
+    return Manifest(
+        extract_id=extract_id,
+        source=_optional_str(data, "source"),
+        timezone=timezone,
+        timezone_defaulted=zone_text is None,
+        coverage_start=_parse_coverage_start(start_text) if start_text else None,
+        coverage_end=_parse_coverage_end(end_text, timezone) if end_text else None,
+        created=_optional_str(data, "created"),
+    )
+
+
+def unknown_manifest_keys(extract_dir: Path) -> list[str]:
+    """Keys of manifest.json the contract does not define (reported as warnings)."""
+    path = Path(extract_dir) / MANIFEST_FILE
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return sorted(k for k in data if k not in MANIFEST_KEYS)

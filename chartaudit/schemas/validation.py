@@ -1,0 +1,297 @@
+"""Row-level validation: split each typed table into loaded rows and quarantine.
+
+Tables are validated in ``TABLE_ORDER`` (parents first). For each table the faults are
+
+1. the cast faults ``reader.py`` found (``RawExtract.faults``);
+2. the per-value rules of the Pandera model (``models.table_model``): required values, allowed
+   sets, ranges, code patterns, time order. A ``missing_required`` fault on a cell whose text
+   could not be cast is dropped: the cast fault already says what is wrong with it;
+3. identifier-looking string values (SSN, phone, e-mail), reported with a placeholder only;
+4. duplicate primary keys: the first occurrence in the file is kept, every later row with the
+   same key is quarantined (even when the first row is itself quarantined for another reason,
+   so which of two conflicting rows loads never depends on the other rules);
+5. foreign keys: a non-null value must be a key of the LOADED rows of the parent table, so a
+   child of a quarantined parent is quarantined too.
+
+A row with any fault is not loaded; quarantine holds one row per (input row, column, rule).
+For every table ``loaded_rows + quarantined_rows == input_rows`` and ``quarantined_rows`` is the
+number of distinct source lines of that table in quarantine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from pandera.errors import SchemaErrors
+
+from chartaudit.schemas.contract import SOURCE_LINE, TABLE_ORDER, TABLES
+from chartaudit.schemas.deidentification import identifier_placeholder, mask_identifier_values
+from chartaudit.schemas.manifest import Manifest
+from chartaudit.schemas.models import (
+    DUPLICATE_KEY,
+    FOREIGN_KEY,
+    LOAD_COUNTS_SCHEMA,
+    LOOKS_LIKE_IDENTIFIER,
+    MISSING_REQUIRED,
+    PANDERA_CHECK_RULES,
+    QUARANTINE_SCHEMA,
+    canonical_schema,
+    compared_columns,
+    empty_quarantine,
+    table_model,
+)
+from chartaudit.schemas.reader import RawExtract, read_extract
+
+__all__ = [
+    "QUARANTINE_SCHEMA",
+    "ValidatedExtract",
+    "load_extract",
+    "validate_extract",
+]
+
+_SAVED_JSON = "validated_extract.json"
+_FORMAT = "chartaudit.validated_extract/1"
+
+
+@dataclass
+class ValidatedExtract:
+    manifest: Manifest
+    digest: str
+    tables: dict[str, pl.DataFrame]  # canonical: only rows that passed every rule
+    quarantine: pl.DataFrame  # QUARANTINE_SCHEMA; one row per (input row, broken rule)
+    load_counts: pl.DataFrame  # table_name, source_file, input/loaded/quarantined_rows (Int64)
+    warnings: list[str] = field(default_factory=list)
+
+    def save(self, directory: Path) -> None:
+        """tables/<table>.parquet, quarantine.parquet, load_counts.parquet + a JSON of the rest."""
+        directory = Path(directory)
+        (directory / "tables").mkdir(parents=True, exist_ok=True)
+        for table, frame in self.tables.items():
+            frame.write_parquet(directory / "tables" / f"{table}.parquet")
+        self.quarantine.write_parquet(directory / "quarantine.parquet")
+        self.load_counts.write_parquet(directory / "load_counts.parquet")
+        meta = {
+            "format": _FORMAT,
+            "manifest": self.manifest.to_json(),
+            "digest": self.digest,
+            "tables": list(self.tables),
+            "warnings": self.warnings,
+        }
+        (directory / _SAVED_JSON).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> ValidatedExtract:
+        directory = Path(directory)
+        meta = json.loads((directory / _SAVED_JSON).read_text(encoding="utf-8"))
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{directory} does not hold a saved ValidatedExtract")
+        return cls(
+            manifest=Manifest.from_json(meta["manifest"]),
+            digest=meta["digest"],
+            tables={
+                t: pl.read_parquet(directory / "tables" / f"{t}.parquet") for t in meta["tables"]
+            },
+            quarantine=pl.read_parquet(directory / "quarantine.parquet"),
+            load_counts=pl.read_parquet(directory / "load_counts.parquet"),
+            warnings=list(meta["warnings"]),
+        )
+
+    def quarantined_share(self) -> dict[str, float]:
+        """table -> quarantined_rows / input_rows (0.0 for an empty table)."""
+        return {
+            row["table_name"]: (
+                row["quarantined_rows"] / row["input_rows"] if row["input_rows"] else 0.0
+            )
+            for row in self.load_counts.iter_rows(named=True)
+        }
+
+
+# --- the rules ----------------------------------------------------------------------------------
+
+
+def _fault_frame(frame: pl.DataFrame, column: str | None, rule: str, value: pl.Expr):
+    """Quarantine-shaped rows (without table_name/source_file) for every row of ``frame``."""
+    return frame.select(
+        pl.col(SOURCE_LINE),
+        pl.lit(column, dtype=pl.String).alias("column_name"),
+        pl.lit(rule).alias("rule"),
+        value.cast(pl.String).alias("value"),
+    )
+
+
+# A fault before its table and file are filled in.
+_ROW_FAULT_SCHEMA = {
+    k: v for k, v in QUARANTINE_SCHEMA.items() if k not in ("table_name", "source_file")
+}
+
+
+def _model_faults(table: str, frame: pl.DataFrame, extract_year: int) -> pl.DataFrame:
+    """Failures of the table's Pandera model, as (source_line, column_name, rule, value)."""
+    model = table_model(table, extract_year)
+    try:
+        model.validate(frame, lazy=True)  # an eager frame: a LazyFrame would only check the schema
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
+    schema_level = cases.filter(pl.col("index").is_null())
+    if schema_level.height:  # wrong columns or dtypes: the frame is not a reader output
+        problem = schema_level.row(0, named=True)
+        raise ValueError(
+            f"{table} is not a canonical frame: column {problem['column']} failed "
+            f"{problem['check']} ({problem['failure_case']}); build it with read_extract"
+        )
+    lines = frame.select(pl.col(SOURCE_LINE)).with_row_index("index")
+    faults = (
+        cases.with_columns(pl.col("index").cast(pl.UInt32))
+        .join(lines, on="index", how="left")
+        .select(
+            pl.col(SOURCE_LINE),
+            pl.col("column").alias("column_name"),
+            pl.col("check").replace(PANDERA_CHECK_RULES).alias("rule"),
+            pl.col("failure_case").alias("value"),
+        )
+        .cast(_ROW_FAULT_SCHEMA)
+    )
+    return _describe_comparisons(table, frame, faults)
+
+
+def _shown(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A canonical value as quarantine shows it (UTC instants with a Z)."""
+    if frame.schema[column] == pl.Datetime("us", "UTC"):
+        return pl.col(column).dt.strftime("%Y-%m-%d %H:%M:%SZ")
+    return pl.col(column).cast(pl.String)
+
+
+def _describe_comparisons(table: str, frame: pl.DataFrame, faults: pl.DataFrame):
+    """Value of a cross-column fault: both sides, e.g. "... before arrival_time ..."."""
+    for column, rule, other in compared_columns(table):
+        hit = (pl.col("column_name") == column) & (pl.col("rule") == rule)
+        both = frame.select(
+            SOURCE_LINE,
+            pl.concat_str(
+                _shown(frame, column), pl.lit(f" before {other} "), _shown(frame, other)
+            ).alias("__described"),
+        )
+        faults = (
+            faults.join(both, on=SOURCE_LINE, how="left", maintain_order="left")
+            .with_columns(
+                pl.when(hit).then(pl.col("__described")).otherwise(pl.col("value")).alias("value")
+            )
+            .drop("__described")
+        )
+    return faults
+
+
+def _identifier_faults(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """String values that look like an SSN, phone number or e-mail; the value is masked."""
+    parts = []
+    for column in TABLES[table].columns:
+        if column.type != "str":
+            continue
+        placeholder = identifier_placeholder(pl.col(column.name))
+        hits = frame.filter(placeholder.is_not_null())
+        parts.append(_fault_frame(hits, column.name, LOOKS_LIKE_IDENTIFIER, placeholder))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
+
+
+def _duplicate_key_faults(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    key = TABLES[table].primary_key
+    if key is None:
+        return pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
+    later = frame.sort(SOURCE_LINE).filter(
+        pl.col(key).is_not_null() & ~pl.col(key).is_first_distinct()
+    )
+    return _fault_frame(later, key, DUPLICATE_KEY, pl.col(key))
+
+
+def _foreign_key_faults(
+    table: str, frame: pl.DataFrame, loaded: dict[str, pl.DataFrame]
+) -> pl.DataFrame:
+    parts = []
+    for column, parent, parent_column in TABLES[table].foreign_keys:
+        keys = loaded[parent].select(pl.col(parent_column).alias(column)).unique()
+        orphans = frame.filter(pl.col(column).is_not_null()).join(keys, on=column, how="anti")
+        parts.append(_fault_frame(orphans, column, FOREIGN_KEY, pl.col(column)))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
+
+
+def _table_faults(
+    raw: RawExtract, table: str, loaded: dict[str, pl.DataFrame], extract_year: int
+) -> pl.DataFrame:
+    frame = raw.tables[table]
+    cast_faults = raw.faults.filter(pl.col("table_name") == table).drop("table_name", "source_file")
+    # A required cell whose text could not be cast is null now; its cast fault says why.
+    model_faults = _model_faults(table, frame, extract_year).join(
+        cast_faults.select(SOURCE_LINE, "column_name", pl.lit(MISSING_REQUIRED).alias("rule")),
+        on=[SOURCE_LINE, "column_name", "rule"],
+        how="anti",
+        nulls_equal=True,
+    )
+    faults = pl.concat(
+        [
+            cast_faults,
+            model_faults,
+            _identifier_faults(table, frame),
+            _duplicate_key_faults(table, frame),
+            _foreign_key_faults(table, frame, loaded),
+        ]
+    )
+    column_order = {name: i for i, name in enumerate(TABLES[table].column_names)}
+    return (
+        faults.unique(maintain_order=True)
+        .with_columns(
+            pl.lit(table).alias("table_name"),
+            pl.lit(raw.source_files[table]).alias("source_file"),
+            pl.col("column_name")
+            .replace_strict(column_order, default=None, return_dtype=pl.Int64)
+            .alias("__column_order"),
+        )
+        .sort(SOURCE_LINE, "__column_order", "rule", nulls_last=True)
+        .select(list(QUARANTINE_SCHEMA))
+        .cast(QUARANTINE_SCHEMA)
+    )
+
+
+def validate_extract(raw: RawExtract) -> ValidatedExtract:
+    """Apply every row-level rule; rows with a fault go to quarantine, the rest load."""
+    extract_year = raw.manifest.extract_year
+    loaded: dict[str, pl.DataFrame] = {}
+    quarantine_parts = []
+    counts = []
+    for table in TABLE_ORDER:
+        frame = raw.tables[table]
+        faults = _table_faults(raw, table, loaded, extract_year)
+        bad_lines = faults.select(pl.col(SOURCE_LINE).unique())
+        loaded[table] = frame.join(bad_lines, on=SOURCE_LINE, how="anti", maintain_order="left")
+        quarantine_parts.append(faults)
+        counts.append(
+            {
+                "table_name": table,
+                "source_file": raw.source_files[table],
+                "input_rows": frame.height,
+                "loaded_rows": loaded[table].height,
+                "quarantined_rows": bad_lines.height,
+            }
+        )
+    quarantine = pl.concat(quarantine_parts) if quarantine_parts else empty_quarantine()
+    # Quarantine is stored and shown: never echo anything that looks like an identifier.
+    quarantine = quarantine.with_columns(mask_identifier_values(pl.col("value")).alias("value"))
+    for table, frame in loaded.items():
+        assert frame.schema == canonical_schema(table), table
+    return ValidatedExtract(
+        manifest=raw.manifest,
+        digest=raw.digest,
+        tables=loaded,
+        quarantine=quarantine,
+        load_counts=pl.DataFrame(counts, schema=LOAD_COUNTS_SCHEMA),
+        warnings=list(raw.warnings),
+    )
+
+
+def load_extract(extract_dir: Path) -> ValidatedExtract:
+    """``read_extract`` + ``validate_extract``, for tests and ``chartaudit validate``."""
+    return validate_extract(read_extract(extract_dir))

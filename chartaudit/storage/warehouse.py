@@ -1,0 +1,142 @@
+"""The DuckDB warehouse: connection, schema, the run ledger and the one-transaction publish.
+
+One process writes at a time (DuckDB's rule); analysts open the file read-only between runs.
+A run's canonical tables, quarantine, results and summary land in ONE transaction, so a run that
+fails part-way leaves every earlier result exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from chartaudit.schemas.contract import TABLE_ORDER
+from chartaudit.schemas.results import LATEST_VIEWS_DDL, RESULT_TABLES_DDL, canonical_table_ddl
+
+DEFAULT_WAREHOUSE = Path("audit.duckdb")
+# Files are written in the v1.0 storage format, which every DuckDB since 1.0 (CLI, R, JDBC for
+# DBeaver) can open; the default 2.x format would lock out analysts' older tools.
+STORAGE_COMPATIBILITY = "v1.0.0"
+STORAGE_VERSION_NUMBER = 64  # what that format writes in the file header (bytes 12-19)
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse file."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    period: str
+    ruleset: str
+    extract_id: str
+    input_digest: str
+    code_version: str
+    timezone: str
+    started_at: datetime
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating its tables when writing); sessions run in UTC."""
+    try:
+        if read_only:
+            con = duckdb.connect(str(path), read_only=True)
+        else:
+            config = {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+            con = duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        first_line = str(exc).splitlines()[0]
+        raise WarehouseBusy(
+            f"cannot open warehouse {path}: {first_line} — close other sessions on it and retry"
+        ) from exc
+    con.execute("SET TimeZone = 'UTC'")
+    # Only explicitly registered frames are visible to SQL, never a Python variable by name.
+    con.execute("SET python_enable_replacements = false")
+    if not read_only:
+        create_schema(con)
+    return con
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for table in TABLE_ORDER:
+        con.execute(canonical_table_ddl(table))
+    con.execute(RESULT_TABLES_DDL)
+    con.execute(LATEST_VIEWS_DDL)
+
+
+def begin_run(path: Path, run: RunRecord) -> None:
+    """Record a run as ``running`` (its own small transaction), so a crash stays visible."""
+    with connect(path) as con:
+        con.execute(
+            "INSERT INTO runs (run_id, period, ruleset, status, started_at, extract_id,"
+            " input_digest, code_version, timezone) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+            [
+                run.run_id,
+                run.period,
+                run.ruleset,
+                run.started_at,
+                run.extract_id,
+                run.input_digest,
+                run.code_version,
+                run.timezone,
+            ],
+        )
+
+
+def fail_run(path: Path, run_id: str, error: str) -> None:
+    """Mark a run failed; nothing else in the warehouse changes."""
+    with connect(path) as con:
+        con.execute(
+            "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
+            [datetime.now(UTC), error.splitlines()[0][:2000] if error else "", run_id],
+        )
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """Everything one run publishes, as frames (read by the publish step from its work dir)."""
+
+    tables: dict[str, pl.DataFrame]
+    quarantine: pl.DataFrame
+    load_counts: pl.DataFrame
+    measures: pl.DataFrame
+    case_results: pl.DataFrame
+    measure_summary: pl.DataFrame
+
+
+def publish_run(
+    path: Path, run_id: str, extract_id: str, coverage_end: datetime, outputs: RunOutputs
+) -> None:
+    """Replace the canonical tables and add the run's results, all in one transaction."""
+    provenance = {"run_id": pl.lit(run_id), "extract_id": pl.lit(extract_id)}
+    incoming = {
+        **{t: outputs.tables[t].with_columns(extract_id=pl.lit(extract_id)) for t in TABLE_ORDER},
+        "quarantine": outputs.quarantine.with_columns(**provenance),
+        "load_counts": outputs.load_counts.with_columns(**provenance),
+        "measures": outputs.measures,
+        "case_results": outputs.case_results,
+        "measure_summary": outputs.measure_summary,
+    }
+    with connect(path) as con:
+        # Frames are registered explicitly (replacement scans are off), before the transaction.
+        for table, frame in incoming.items():
+            con.register(f"incoming_{table}", frame.to_arrow())
+        con.begin()
+        try:
+            for table in TABLE_ORDER:
+                con.execute(f"DELETE FROM {table}")
+            for table in incoming:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_{table}")
+            con.execute(
+                "UPDATE runs SET status = 'succeeded', finished_at = ?, coverage_end = ?"
+                " WHERE run_id = ?",
+                [datetime.now(UTC), coverage_end, run_id],
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise

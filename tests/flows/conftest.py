@@ -1,0 +1,44 @@
+"""Shared fixtures for the end-to-end tests: one generated extract per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from chartaudit.sample_data.generator import generate_extract
+
+KEY_COLUMNS = ["measure_id", "period", "patient_id", "encounter_id", "index_time", "outcome"]
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> Path:
+    """A 400-patient, 13-month synthetic extract with its answer key (seeded)."""
+    folder = tmp_path_factory.mktemp("extract") / "synthetic"
+    generate_extract(folder, patients=400, months=13, seed=11)
+    return folder
+
+
+@pytest.fixture
+def extract_copy(generated, tmp_path) -> Path:
+    """A private copy of the generated extract, for tests that break it."""
+    return Path(shutil.copytree(generated, tmp_path / "extract"))
+
+
+def answer_key(extract: Path) -> pl.DataFrame:
+    key = pl.read_csv(extract / "answer_key.csv", infer_schema=False)
+    return key.with_columns(pl.col("encounter_id").fill_null(""))
+
+
+def case_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """case_results rows in the answer key's shape (index time as a UTC ISO string)."""
+    return frame.select(
+        "measure_id",
+        "period",
+        "patient_id",
+        pl.col("encounter_id").fill_null(""),
+        pl.col("index_time").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "outcome",
+    )

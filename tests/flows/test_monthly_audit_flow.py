@@ -1,0 +1,63 @@
+"""The Prefect flow, under one session-wide Prefect test harness (a temporary server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chartaudit.flows.monthly_audit import monthly_audit
+from chartaudit.schemas.reader import ExtractRejected
+from chartaudit.storage import warehouse
+from tests.flows.conftest import answer_key
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server(tmp_path_factory):
+    import os
+
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def read_artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def fetch():
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
+            return found[0].data
+
+    return asyncio.run(fetch())
+
+
+def test_the_flow_audits_the_last_complete_month_and_reports(generated, tmp_path):
+    path = tmp_path / "audit.duckdb"
+    outcome = monthly_audit(str(generated), None, str(path), str(tmp_path / "out"))
+    key = answer_key(generated)
+    assert outcome.period == "2026-10"
+    assert outcome.cases == key.filter(key["period"] == "2026-10").height
+    report = (tmp_path / "out" / "chartaudit-2026-10.html").read_text()
+    assert "LN-01" in report and "Spine MRI within 12 h" in report
+    markdown = read_artifact("chartaudit-summary-2026-10")
+    assert "| LN-07 Annual 10-g monofilament screening in diabetes |" in markdown
+    with warehouse.connect(path, read_only=True) as con:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("succeeded",)]
+
+
+def test_a_rejected_extract_fails_the_flow_and_writes_nothing(extract_copy, tmp_path):
+    path = tmp_path / "audit.duckdb"
+    patients = extract_copy / "patients.csv"
+    lines = patients.read_text().splitlines()
+    patients.write_text(
+        "\n".join([lines[0] + ",patient_name"] + [f"{x},Jane Doe" for x in lines[1:]]) + "\n"
+    )
+    with pytest.raises(ExtractRejected, match="patient_name"):
+        monthly_audit(str(extract_copy), "2026-10", str(path), str(tmp_path / "out"))
+    assert not path.exists()

@@ -1,0 +1,131 @@
+"""End to end without Prefect: generated extract -> steps -> warehouse, checked against the
+generator's answer key (the outcome every case must get)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from chartaudit.audits.engine import Catalogue, run_measures
+from chartaudit.audits.period import AuditPeriod
+from chartaudit.flows import steps
+from chartaudit.schemas.validation import load_extract
+from chartaudit.storage import warehouse
+from tests.flows.conftest import KEY_COLUMNS, answer_key, case_rows
+
+# Scenarios the key must hold, so that matching the key proves each edge, not just the bulk.
+REQUIRED_SCENARIOS = {
+    "ln01_mri_12h00": "met",
+    "ln01_mri_12h01": "not_met",
+    "ln01_dst_spring_forward": "met",
+    "ln01_dst_fall_back": "not_met",
+    "ln01_excl_contraindication": "excluded",
+    "ln01_excl_left_ama": "excluded",
+    "ln01_excl_died": "excluded",
+    "ln01_pending_no_mri": "pending",
+    "ln05_back_pain_mri_14d00": "met",
+    "ln05_back_pain_mri_14d01": "not_met",
+    "ln05_excl_red_flag": "excluded",
+    "ln05_excl_death_14d": "excluded",
+    "ln05_pending_no_mri": "pending",
+    "ln07_excl_amputation_q7203": "excluded",
+    "ln07_excl_amputation_z89_bilateral": "excluded",
+    "ln07_excl_palliative": "excluded",
+    "ln07_screen_13mo_ago": "not_met",
+}
+
+
+@pytest.fixture(scope="module")
+def engine_results(generated) -> pl.DataFrame:
+    """Every month of the extract audited by the engine directly (no warehouse)."""
+    validated = load_extract(generated)
+    key = answer_key(generated)
+    catalogue = Catalogue.load()
+    with steps.canonical_connection(validated, validated.manifest.extract_id) as con:
+        for period in sorted(key["period"].unique()):
+            audit = AuditPeriod.of(
+                period, validated.manifest.timezone, validated.manifest.coverage_end
+            )
+            run_measures(con, catalogue, audit, "source-2025", run_id=f"test-{period}")
+        return con.sql("SELECT * FROM case_results").pl()
+
+
+def test_the_key_holds_every_edge_case(generated):
+    key = answer_key(generated)
+    found = dict(key.select("scenario", "outcome").unique().iter_rows())
+    assert {s: found.get(s) for s in REQUIRED_SCENARIOS} == REQUIRED_SCENARIOS
+
+
+def test_every_outcome_equals_the_answer_key(generated, engine_results):
+    key = answer_key(generated)
+    # LN-07 is keyed for the last month only; LN-01 and LN-05 for every month.
+    last = key.filter(pl.col("measure_id") == "LN-07")["period"].unique().to_list()
+    got = case_rows(engine_results).filter(
+        (pl.col("measure_id") != "LN-07") | pl.col("period").is_in(last)
+    )
+    missing = key.join(got, on=KEY_COLUMNS, how="anti")
+    unexpected = got.join(key.drop("scenario"), on=KEY_COLUMNS, how="anti")
+    assert missing.height == 0, f"cases the engine judged differently or missed:\n{missing}"
+    assert unexpected.height == 0, f"cases the key does not expect:\n{unexpected}"
+    assert got.height == key.height
+
+
+def test_dirty_rows_are_quarantined_and_counts_add_up(generated):
+    validated = load_extract(generated)
+    expected = pl.read_csv(generated / "expected_quarantine.csv")
+    got = validated.quarantine.select("table_name", "source_line").unique()
+    want = expected.select("table_name", pl.col("source_line").cast(pl.Int64)).unique()
+    assert sorted(got.iter_rows()) == sorted(want.iter_rows())
+    counts = validated.load_counts
+    assert (counts["loaded_rows"] + counts["quarantined_rows"] == counts["input_rows"]).all()
+    assert counts["quarantined_rows"].sum() == want.height
+    for table, frame in validated.tables.items():
+        row = counts.filter(pl.col("table_name") == table).row(0, named=True)
+        assert frame.height == row["loaded_rows"]
+
+
+def run_pipeline(extract: Path, warehouse_path: Path, work: Path, period: str = "2026-10"):
+    """The flow's steps in order, as the Prefect flow runs them."""
+    work.mkdir()
+    plan = steps.load_step(extract, work, period)
+    warehouse.begin_run(warehouse_path, plan.record)
+    steps.validate_step(work, steps.DEFAULT_MAX_QUARANTINE_SHARE)
+    steps.audit_step(work)
+    steps.summarise_step(work)
+    steps.publish_step(work, warehouse_path)
+    return plan
+
+
+def latest_cases(warehouse_path: Path) -> list[tuple]:
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        return con.execute(
+            "SELECT * EXCLUDE (run_id) FROM latest_case_results ORDER BY ALL"
+        ).fetchall()
+
+
+def test_a_run_publishes_the_month_and_a_rerun_does_not_duplicate_it(generated, tmp_path):
+    path = tmp_path / "audit.duckdb"
+    run_pipeline(generated, path, tmp_path / "w1")
+    first = latest_cases(path)
+    key = answer_key(generated).filter(pl.col("period") == "2026-10")
+    assert len(first) == key.height
+    run_pipeline(generated, path, tmp_path / "w2")
+    assert latest_cases(path) == first
+    with warehouse.connect(path, read_only=True) as con:
+        runs = con.execute("SELECT status, count(*) FROM runs GROUP BY ALL").fetchall()
+        stored = con.execute("SELECT count(*) FROM case_results").fetchone()[0]
+        summary = con.execute(
+            "SELECT measure_id, denominator, met, not_met, excluded, pending"
+            " FROM latest_measure_summary WHERE stratum_kind = 'all' ORDER BY 1"
+        ).fetchall()
+    assert runs == [("succeeded", 2)]
+    assert stored == 2 * len(first)
+    expected = []
+    for measure in ("LN-01", "LN-05", "LN-07"):
+        outcomes = key.filter(pl.col("measure_id") == measure)["outcome"].to_list()
+        met, not_met = outcomes.count("met"), outcomes.count("not_met")
+        counts = (outcomes.count("excluded"), outcomes.count("pending"))
+        expected.append((measure, met + not_met, met, not_met, *counts))
+    assert summary == expected

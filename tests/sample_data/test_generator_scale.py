@@ -1,0 +1,42 @@
+"""A large population generates without trouble (timing is measured elsewhere, not asserted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from generator_reference import answer_key_cases, reference_cases
+
+from chartaudit.sample_data.generator import generate_extract, scenario_counts
+
+
+def test_twenty_thousand_patients(tmp_path: Path) -> None:
+    result = generate_extract(tmp_path, patients=20_000)
+    assert result.row_counts["patients"] == 20_000
+    assert result.row_counts["encounters"] > 40_000
+    for table, rows in result.row_counts.items():
+        assert rows > 0, table
+        dirty = sum(
+            1
+            for line in result.expected_quarantine.read_text().splitlines()
+            if line.startswith(f"{table},")
+        )
+        assert dirty / rows < 0.01, table
+    assert answer_key_cases(tmp_path) == reference_cases(tmp_path)
+
+
+def test_scenario_counts_scale_with_the_population() -> None:
+    small, large = (
+        scenario_counts(300, 13, dirty_rows=True),
+        scenario_counts(100_000, 13, dirty_rows=True),
+    )
+    assert all(count >= 1 for count in small.values())
+    assert small.keys() == large.keys()
+    assert large["ln07_no_screen"] > 100 * small["ln07_no_screen"]
+    assert large["background"] / 100_000 > 0.7
+    assert "dirty_sex_q" not in scenario_counts(300, 13, dirty_rows=False)
+
+
+def test_clean_extract_has_no_dirty_rows(tmp_path: Path) -> None:
+    result = generate_extract(tmp_path, patients=300, dirty=False)
+    assert result.quarantine_rows == 0
+    assert result.expected_quarantine.read_text() == "table_name,source_line,column_name,reason\n"

@@ -1,0 +1,234 @@
+"""The warehouse: schema, file format, the run ledger, one-transaction publish, latest views."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from chartaudit.schemas.contract import TABLE_ORDER, TABLES
+from chartaudit.storage import warehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPAT_DUCKDB = ROOT / ".venv" / "compat-duckdb-1.1"
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+
+
+def empty_tables() -> dict[str, pl.DataFrame]:
+    dtypes = {"str": pl.String, "int": pl.Int64, "float": pl.Float64, "date": pl.Date}
+    frames = {}
+    for name in TABLE_ORDER:
+        schema = {
+            c.name: dtypes.get(c.type, pl.Datetime("us", "UTC")) for c in TABLES[name].columns
+        }
+        frames[name] = pl.DataFrame(schema={**schema, "source_line": pl.Int64})
+    return frames
+
+
+def outputs(run_id: str, period: str, outcomes: list[str], tables=None) -> warehouse.RunOutputs:
+    cases = pl.DataFrame(
+        {
+            "run_id": run_id,
+            "period": period,
+            "measure_id": "LN-01",
+            "measure_version": "2025.1",
+            "unit": "episode",
+            "patient_id": [f"P{i}" for i in range(len(outcomes))],
+            "index_time": [T0] * len(outcomes),
+            "outcome": outcomes,
+            "evidence": [f"{o}: test" for o in outcomes],
+        }
+    )
+    summary = pl.DataFrame(
+        {
+            "run_id": [run_id],
+            "period": [period],
+            "measure_id": ["LN-01"],
+            "stratum_kind": ["all"],
+            "denominator": [len(outcomes)],
+            "excluded": [0],
+            "met": [outcomes.count("met")],
+            "not_met": [outcomes.count("not_met")],
+            "pending": [0],
+        }
+    )
+    measures = pl.DataFrame(
+        {
+            "run_id": [run_id],
+            "measure_id": ["LN-01"],
+            "measure_version": ["2025.1"],
+            "title": ["t"],
+            "unit": ["episode"],
+            "measure_type": ["timeliness"],
+            "source": ["seed"],
+        }
+    )
+    quarantine = pl.DataFrame(
+        {
+            "table_name": ["patients"],
+            "source_file": ["patients.csv"],
+            "source_line": [3],
+            "column_name": ["sex"],
+            "rule": ["allowed_values"],
+            "value": ["Q"],
+        }
+    )
+    counts = pl.DataFrame(
+        {
+            "table_name": ["patients"],
+            "source_file": ["patients.csv"],
+            "input_rows": [2],
+            "loaded_rows": [1],
+            "quarantined_rows": [1],
+        }
+    )
+    return warehouse.RunOutputs(
+        tables or empty_tables(), quarantine, counts, measures, cases, summary
+    )
+
+
+def record(run_id: str, period: str = "2026-10") -> warehouse.RunRecord:
+    return warehouse.RunRecord(run_id, period, "source-2025", "x1", "d1", "0.1", "UTC", T0)
+
+
+def publish(path: Path, run_id: str, outcomes: list[str], period: str = "2026-10") -> None:
+    warehouse.begin_run(path, record(run_id, period))
+    warehouse.publish_run(path, run_id, "x1", T0, outputs(run_id, period, outcomes))
+
+
+def snapshot(path: Path) -> dict[str, list]:
+    with warehouse.connect(path, read_only=True) as con:
+        tables = [r[0] for r in con.execute("SHOW TABLES").fetchall()]
+        return {t: sorted(map(str, con.execute(f"SELECT * FROM {t}").fetchall())) for t in tables}
+
+
+def test_new_warehouse_has_every_table_and_view(tmp_path):
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        names = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    expected = set(TABLE_ORDER) | {
+        "runs",
+        "load_counts",
+        "quarantine",
+        "measures",
+        "case_results",
+        "measure_summary",
+        "latest_runs",
+        "latest_case_results",
+        "latest_measure_summary",
+    }
+    assert expected <= names
+
+
+def test_file_is_written_in_the_duckdb_1_0_storage_format(tmp_path):
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met"])
+    header = path.read_bytes()[:32]
+    assert header[8:12] == b"DUCK"
+    assert int.from_bytes(header[12:20], "little") == warehouse.STORAGE_VERSION_NUMBER
+
+
+@pytest.mark.skipif(
+    not COMPAT_DUCKDB.exists(), reason="`make install` puts DuckDB 1.1.3 in .venv/compat-duckdb-1.1"
+)
+def test_an_older_duckdb_opens_the_warehouse_read_only(tmp_path):
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met", "not_met"])
+    script = (
+        "import duckdb, sys; assert duckdb.__version__ == '1.1.3', duckdb.__version__;"
+        f"con = duckdb.connect({str(path)!r}, read_only=True);"
+        "print(con.execute('SELECT count(*) FROM latest_case_results').fetchone()[0])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(COMPAT_DUCKDB)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
+
+
+def test_publish_records_a_succeeded_run_and_its_rows(tmp_path):
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met", "met", "not_met"])
+    with warehouse.connect(path, read_only=True) as con:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("succeeded",)]
+        assert con.execute("SELECT count(*) FROM latest_case_results").fetchone()[0] == 3
+        rows = con.execute("SELECT run_id, extract_id, source_line, rule FROM quarantine")
+        assert rows.fetchall() == [("r1", "x1", 3, "allowed_values")]
+
+
+def test_rerun_of_a_period_replaces_it_in_the_latest_views(tmp_path):
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met", "not_met"])
+    publish(path, "r2", ["met", "met", "met"])
+    publish(path, "r3", ["not_met"], period="2026-09")
+    with warehouse.connect(path, read_only=True) as con:
+        latest = con.execute(
+            "SELECT period, run_id, count(*) FROM latest_case_results GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+        assert latest == [("2026-09", "r3", 1), ("2026-10", "r2", 3)]
+        assert con.execute("SELECT count(*) FROM case_results").fetchone()[0] == 6
+
+
+def test_a_failing_publish_leaves_the_warehouse_as_it_was(tmp_path):
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met", "not_met"])
+    before = snapshot(path)
+    warehouse.begin_run(path, record("r2"))
+    bad = outputs("r2", "2026-10", ["met"])
+    broken_cases = bad.case_results.with_columns(evidence=pl.lit(None, pl.String))  # NOT NULL
+    bad = warehouse.RunOutputs(
+        bad.tables, bad.quarantine, bad.load_counts, bad.measures, broken_cases, bad.measure_summary
+    )
+    with pytest.raises(duckdb.ConstraintException):
+        warehouse.publish_run(path, "r2", "x1", T0, bad)
+    warehouse.fail_run(path, "r2", "ConstraintException: evidence is NULL\nsecond line")
+    after = snapshot(path)
+    runs_after = after.pop("runs")
+    before.pop("runs")
+    assert after == before
+    with warehouse.connect(path, read_only=True) as con:
+        status = con.execute("SELECT run_id, status, error FROM runs ORDER BY run_id").fetchall()
+    assert status == [
+        ("r1", "succeeded", None),
+        ("r2", "failed", "ConstraintException: evidence is NULL"),
+    ]
+    assert len(runs_after) == 2
+
+
+def test_readers_open_the_file_read_only_between_runs(tmp_path):
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met"])
+    script = (
+        "import duckdb;"
+        f"con = duckdb.connect({str(path)!r}, read_only=True);"
+        "print(con.execute('SELECT count(*) FROM latest_case_results').fetchone()[0])"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
+def test_a_busy_warehouse_gives_one_clear_error(tmp_path):
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met"])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('ok', flush=True);"
+            " time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        with pytest.raises(warehouse.WarehouseBusy, match=r"cannot open warehouse .*w\.duckdb"):
+            warehouse.connect(path)
+    finally:
+        holder.kill()
+        holder.wait()
