@@ -35,6 +35,11 @@ class Catalogue:
     def rulesets(self) -> tuple[str, ...]:
         return tuple(sorted({r for m in self.measures for r in m.rulesets}))
 
+    def require_ruleset(self, ruleset: str) -> None:
+        if ruleset not in self.rulesets:
+            known = ", ".join(self.rulesets)
+            raise UnknownRuleset(f"unknown rule set {ruleset!r}; known: {known}")
+
     def measure(self, measure_id: str) -> Measure:
         for measure in self.measures:
             if measure.id.lower() == measure_id.lower():
@@ -75,10 +80,7 @@ def run_measures(
     target: str = "case_results",
 ) -> list[MeasureRun]:
     """Appends every case of every measure in effect to ``target``; returns what ran."""
-    if ruleset not in catalogue.rulesets:
-        raise UnknownRuleset(
-            f"unknown rule set {ruleset!r}; known: {', '.join(catalogue.rulesets)}"
-        )
+    catalogue.require_ruleset(ruleset)
     con.execute("SET TimeZone = 'UTC'")  # windows are real elapsed time; see compiler.py
     ran = []
     for measure in catalogue.measures:

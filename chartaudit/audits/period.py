@@ -20,6 +20,14 @@ def _month_start(year: int, month: int, zone: ZoneInfo) -> datetime:
     return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
 
 
+def parse_period(period: str) -> tuple[int, int]:
+    """(year, month) of a ``YYYY-MM`` period; PeriodError otherwise."""
+    match = _PERIOD.match(period)
+    if not match:
+        raise PeriodError(f"period {period!r} is not a month like 2026-10")
+    return int(match.group(1)), int(match.group(2))
+
+
 @dataclass(frozen=True)
 class AuditPeriod:
     """Month M in zone Z: episodes indexed in [start, end) belong to it; patient measures are
@@ -35,10 +43,7 @@ class AuditPeriod:
 
     @classmethod
     def of(cls, period: str, timezone: str, coverage_end: datetime) -> AuditPeriod:
-        match = _PERIOD.match(period)
-        if not match:
-            raise PeriodError(f"period {period!r} is not a month like 2026-10")
-        year, month = int(match.group(1)), int(match.group(2))
+        year, month = parse_period(period)
         zone = ZoneInfo(timezone)
         return cls(
             period=period,

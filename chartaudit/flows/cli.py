@@ -14,13 +14,13 @@ from rich.table import Table
 
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, UnknownRuleset
 from chartaudit.audits.measure import Group, Leaf, MeasureError, MinAge
-from chartaudit.audits.period import PeriodError
+from chartaudit.audits.period import PeriodError, parse_period
 from chartaudit.audits.valuesets import ValueSetError
 from chartaudit.flows import steps
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
-from chartaudit.schemas.reader import ExtractRejected
+from chartaudit.schemas.reader import ExtractRejected, check_extract
 from chartaudit.schemas.validation import load_extract
 from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, WarehouseBusy
 
@@ -65,10 +65,29 @@ def _guarded(action: Callable[[], None]) -> None:
         raise typer.Exit(2) from None
 
 
-def _run_flow(extract_dir: Path, period: str | None, warehouse: Path, out_dir: Path, **kw) -> None:
+def _preflight(extract_dir: Path, period: str | None, ruleset: str) -> None:
+    """The checks that need no data: a bad argument or a rejected extract fails in a second,
+    before Prefect starts its temporary server."""
+    if period is not None:
+        parse_period(period)
+    Catalogue.load().require_ruleset(ruleset)
+    check_extract(extract_dir)
+
+
+def _run_flow(
+    extract_dir: Path,
+    period: str | None,
+    warehouse: Path,
+    out_dir: Path,
+    ruleset: str = DEFAULT_RULESET,
+    **kw,
+) -> None:
+    _preflight(extract_dir, period, ruleset)
     from chartaudit.flows.monthly_audit import monthly_audit  # Prefect loads only when needed
 
-    outcome = monthly_audit(str(extract_dir), period, str(warehouse), str(out_dir), **kw)
+    outcome = monthly_audit(
+        str(extract_dir), period, str(warehouse), str(out_dir), ruleset=ruleset, **kw
+    )
     out.print(
         f"[bold]period {outcome.period}[/]: {outcome.cases} cases judged (run {outcome.run_id})"
     )

@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 
 from chartaudit import __version__
-from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, UnknownRuleset, run_measures
+from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, run_measures
 from chartaudit.audits.period import AuditPeriod, last_complete_period
 from chartaudit.reports.render import render_markdown_summary, render_report
 from chartaudit.reports.summary import summarise_sql
@@ -113,9 +113,7 @@ def load_step(
     extract_dir: Path, work: Path, period: str | None, ruleset: str = DEFAULT_RULESET
 ) -> RunPlan:
     """Read the extract (table-level faults raise ExtractRejected) and plan the run."""
-    if ruleset not in Catalogue.load().rulesets:
-        known = ", ".join(Catalogue.load().rulesets)
-        raise UnknownRuleset(f"unknown rule set {ruleset!r}; known: {known}")
+    Catalogue.load().require_ruleset(ruleset)
     raw = read_extract(extract_dir)
     raw.save(work / "raw")
     manifest = raw.manifest

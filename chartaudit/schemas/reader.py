@@ -539,8 +539,21 @@ def _normalise(table: str) -> list[pl.Expr]:
 # --- entry point --------------------------------------------------------------------------------
 
 
-def read_extract(extract_dir: Path) -> RawExtract:
-    """Read and type one extract folder; table-level faults raise ``ExtractRejected``."""
+@dataclass
+class ExtractLayout:
+    """An extract that passed every table-level check: its files, headers and manifest."""
+
+    manifest: Manifest
+    digest: str
+    files: dict[str, Path]
+    headers: dict[str, list[str]]
+    warnings: list[str]
+
+
+def check_extract(extract_dir: Path) -> ExtractLayout:
+    """Every table-level check of every table, reading only headers and Parquet schemas.
+
+    Cheap enough to run before a flow starts, so a rejected extract fails in a second."""
     extract_dir = Path(extract_dir)
     if not extract_dir.is_dir():
         raise _reject(f"{extract_dir} is not a folder; give the folder holding the table files")
@@ -549,24 +562,29 @@ def read_extract(extract_dir: Path) -> RawExtract:
     files, warnings = _locate_tables(extract_dir)
     for key in unknown_manifest_keys(extract_dir):
         warnings.append(f"{MANIFEST_FILE}: ignored unknown key {key}")
-
-    # Every table-level check of every table before any data is read.
     headers: dict[str, list[str]] = {}
-    parquet_types: dict[str, dict[str, pl.DataType]] = {}
     for table in TABLE_ORDER:
         path = files[table]
-        if path.suffix == ".csv":
-            headers[table] = _csv_header(path)
-        else:
-            parquet_types[table] = _parquet_schema(path)
-            headers[table] = list(parquet_types[table])
+        parquet_types = _parquet_schema(path) if path.suffix == ".parquet" else {}
+        headers[table] = _csv_header(path) if path.suffix == ".csv" else list(parquet_types)
         warnings += _check_header(table, path.name, headers[table])
         for column in TABLES[table].columns:
-            if table in parquet_types and column.name in parquet_types[table]:
-                problem = _cast_problem(path.name, column, parquet_types[table][column.name])
+            if column.name in parquet_types:
+                problem = _cast_problem(path.name, column, parquet_types[column.name])
                 if problem:
                     raise _reject(problem)
+    return ExtractLayout(manifest, digest, files, headers, warnings)
 
+
+def read_extract(extract_dir: Path) -> RawExtract:
+    """Read and type one extract folder; table-level faults raise ``ExtractRejected``."""
+    layout = check_extract(extract_dir)
+    manifest, files, headers, warnings = (
+        layout.manifest,
+        layout.files,
+        layout.headers,
+        layout.warnings,
+    )
     tables, faults = {}, []
     for table in TABLE_ORDER:
         path = files[table]
@@ -585,7 +603,7 @@ def read_extract(extract_dir: Path) -> RawExtract:
         faults.append(table_faults)
     return RawExtract(
         manifest=manifest,
-        digest=digest,
+        digest=layout.digest,
         tables=tables,
         faults=pl.concat(faults) if faults else empty_quarantine(),
         source_files={t: files[t].name for t in TABLE_ORDER},

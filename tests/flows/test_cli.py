@@ -1,0 +1,168 @@
+"""The `chartaudit` command line as a scheduler or a person runs it: real processes, exit
+status, one-line errors on standard error, and the warehouse left as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chartaudit.storage import warehouse
+from tests.flows.test_pipeline import run_pipeline
+
+CHARTAUDIT = Path(sys.executable).parent / "chartaudit"
+
+
+def chartaudit(*args: str, cwd: Path | None = None, prefect_home: Path | None = None):
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    if prefect_home is not None:
+        env["PREFECT_HOME"] = str(prefect_home)
+    return subprocess.run(
+        [str(CHARTAUDIT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+
+
+def snapshot(path: Path) -> dict[str, list]:
+    with warehouse.connect(path, read_only=True) as con:
+        tables = [r[0] for r in con.execute("SHOW TABLES").fetchall()]
+        return {t: sorted(map(str, con.execute(f"SELECT * FROM {t}").fetchall())) for t in tables}
+
+
+@pytest.fixture
+def published(generated, tmp_path) -> Path:
+    """A warehouse holding one succeeded run of 2026-10."""
+    path = tmp_path / "audit.duckdb"
+    run_pipeline(generated, path, tmp_path / "work")
+    return path
+
+
+def drop_column(csv: Path, column: str) -> None:
+    rows = [line.split(",") for line in csv.read_text().splitlines()]
+    index = rows[0].index(column)
+    csv.write_text("\n".join(",".join(r[:index] + r[index + 1 :]) for r in rows) + "\n")
+
+
+def add_column(csv: Path, column: str, value: str) -> None:
+    lines = csv.read_text().splitlines()
+    body = [f"{line},{value}" for line in lines[1:]]
+    csv.write_text("\n".join([f"{lines[0]},{column}", *body]) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("break_it", "words"),
+    [
+        (
+            lambda d: drop_column(d / "encounters.csv", "arrival_time"),
+            ["encounters.csv", "arrival_time"],
+        ),
+        (
+            lambda d: add_column(d / "patients.csv", "patient_name", "Jane Doe"),
+            ["patients.csv", "patient_name"],
+        ),
+        (lambda d: (d / "orders.csv").unlink(), ["orders"]),
+    ],
+    ids=["missing-required-column", "identifier-column", "missing-table"],
+)
+def test_a_rejected_extract_is_one_line_and_leaves_the_warehouse_as_it_was(
+    extract_copy, published, break_it, words
+):
+    break_it(extract_copy)
+    before = snapshot(published)
+    done = chartaudit("run", extract_copy, "--period", "2026-10", "--warehouse", published)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: extract rejected")
+    for word in words:
+        assert word in lines[0]
+    assert snapshot(published) == before
+
+
+def test_bad_arguments_fail_before_anything_runs(generated, tmp_path):
+    path = tmp_path / "audit.duckdb"
+    done = chartaudit("run", generated, "--period", "2026-13", "--warehouse", path)
+    assert (done.returncode, done.stderr.strip()) == (
+        1,
+        "error: period '2026-13' is not a month like 2026-10",
+    )
+    done = chartaudit(
+        "run", generated, "--period", "2026-10", "--ruleset", "x", "--warehouse", path
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: unknown rule set 'x'; known: evidence-2026, source-2025")
+    assert not path.exists()
+
+
+def test_validate_reports_counts_and_writes_nothing(generated, tmp_path):
+    done = chartaudit("validate", generated, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "encounters" in done.stdout and "974" in done.stdout
+    assert "not_allowed" in done.stdout
+    assert "ignored extra file answer_key.csv" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_measures_list_and_show(tmp_path):
+    listed = chartaudit("measures", "list")
+    assert listed.returncode == 0
+    for measure in ("LN-01", "LN-05", "LN-07"):
+        assert measure in listed.stdout
+    shown = chartaudit("measures", "show", "LN-01")
+    assert shown.returncode == 0
+    assert "orders · in spine_mri · status in ['completed'] · performed_time in [-24 h, +12 h]" in (
+        shown.stdout
+    )
+    missing = chartaudit("measures", "show", "LN-99")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: no measure 'LN-99'; known: LN-01, LN-05, LN-07"
+
+
+def test_report_renders_a_published_period_and_refuses_a_missing_one(published, tmp_path):
+    out = tmp_path / "out"
+    done = chartaudit("report", "--period", "2026-10", "--warehouse", published, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert (out / "chartaudit-2026-10.html").exists()
+    missing = chartaudit("report", "--period", "2026-08", "--warehouse", published, "--out", out)
+    assert missing.returncode == 1
+    assert len(missing.stderr.strip().splitlines()) == 1
+    assert "no succeeded run for period 2026-08" in missing.stderr
+
+
+def test_generate_is_deterministic(tmp_path):
+    for name in ("a", "b"):
+        done = chartaudit("generate", tmp_path / name, "--patients", "150", "--seed", "3")
+        assert done.returncode == 0, done.stderr
+    for file in (tmp_path / "a").iterdir():
+        assert file.read_bytes() == (tmp_path / "b" / file.name).read_bytes()
+
+
+def test_demo_writes_the_warehouse_and_the_report(tmp_path):
+    """The README's first command, in an empty folder: a real Prefect flow run."""
+    done = chartaudit("demo", cwd=tmp_path, prefect_home=tmp_path / ".prefect")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "report:" in done.stdout
+    report = tmp_path / "reports" / "out" / "chartaudit-2026-10.html"
+    assert report.exists()
+    with warehouse.connect(tmp_path / "audit.duckdb", read_only=True) as con:
+        counts = dict(
+            con.execute(
+                "SELECT measure_id, count(*) FROM latest_case_results GROUP BY ALL"
+            ).fetchall()
+        )
+    key = (
+        Path(__file__).parents[2] / "chartaudit" / "sample_data" / "demo_extract" / "answer_key.csv"
+    )
+    rows = [line.split(",") for line in key.read_text().splitlines()[1:]]
+    expected = {}
+    for row in rows:
+        if row[1] == "2026-10":
+            expected[row[0]] = expected.get(row[0], 0) + 1
+    assert counts == expected
