@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# Seconds and peak memory of each step on a 100 000-patient extract (see benchmarks/run.py).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --patients $(or $(PATIENTS),100000)
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -109,6 +109,7 @@ class ExtractSink:
             for other in FORMATS:
                 (out_dir / f"{name}.{other}").unlink(missing_ok=True)
         self.out_dir = out_dir
+        self.fmt = fmt
         self.tables = {name: TableSink(TABLES[name], out_dir, fmt) for name in TABLE_ORDER}
         self.key: list[KeyRow] = []
         self.quarantine: list[tuple[str, int, str, str]] = []
@@ -126,7 +127,13 @@ class ExtractSink:
         rows = sorted(self.key, key=lambda r: (r.measure_id, r.period, r.patient_id, r.index_time))
         _write_csv(key_path, ANSWER_KEY_COLUMNS, [tuple(vars(r).values()) for r in rows])
         order = {name: i for i, name in enumerate(TABLE_ORDER)}
-        quarantine = sorted(self.quarantine, key=lambda q: (order[q[0]], q[1], q[2]))
+        # Lines are counted as in the CSV (header = line 1); the loader numbers Parquet rows
+        # from 1, so a Parquet extract's expected lines are one lower.
+        shift = 1 if self.fmt == "parquet" else 0
+        quarantine = sorted(
+            ((t, line - shift, c, r) for t, line, c, r in self.quarantine),
+            key=lambda q: (order[q[0]], q[1], q[2]),
+        )
         quarantine_path = self.out_dir / "expected_quarantine.csv"
         _write_csv(quarantine_path, QUARANTINE_COLUMNS, quarantine)
         return key_path, quarantine_path
