@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chartaudit.audits.valuesets import (
@@ -80,6 +80,7 @@ CODES = st.sampled_from(["ICD10CM", "SNOMEDCT", "LOCAL", "CPT", "HCPCS"]).flatma
 )
 
 
+@settings(deadline=None, max_examples=60)  # each example opens a DuckDB: no per-example deadline
 @given(st.lists(CODES, min_size=1, max_size=30))
 def test_the_sql_predicate_agrees_with_the_python_twin(codes):
     con = duckdb.connect()
