@@ -68,5 +68,6 @@ def test_the_diabetes_value_set_holds_every_diabetes_condition_synthea_records(c
         if not diabetes.matches("SNOMEDCT", code)
     ]
     assert missing == []
-    prediabetes = named.filter(pl.col("concept_name") == "Prediabetes")["condition_source_value"]
-    assert not any(diabetes.matches("SNOMEDCT", code) for code in prediabetes)
+    prediabetes = concepts.filter(pl.col("concept_name") == "Prediabetes")["concept_code"]
+    assert prediabetes.to_list() == ["15777000"]
+    assert not diabetes.matches("SNOMEDCT", prediabetes[0])
