@@ -186,6 +186,10 @@ def generate_extract(
     )
 
 
+# Enough patients that the demo month has cases of every outcome, at about 3 MB.
+DEMO_PATIENTS = 3000
+
+
 def write_demo_extract(out_dir: Path = DEMO_DIR) -> GeneratedExtract:
-    """(Re)write the committed demo extract with the defaults."""
-    return generate_extract(out_dir)
+    """(Re)write the committed demo extract: the defaults with DEMO_PATIENTS patients."""
+    return generate_extract(out_dir, patients=DEMO_PATIENTS)

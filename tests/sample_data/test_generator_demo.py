@@ -27,6 +27,6 @@ def test_demo_extract_is_small() -> None:
 def test_committed_demo_extract_is_what_the_generator_writes(tmp_path: Path) -> None:
     """Fails when the generator changed and the demo was not regenerated (see generator.py)."""
     result = write_demo_extract(tmp_path)
-    assert result.row_counts["patients"] == 1500
+    assert result.row_counts["patients"] == 3000
     for path in sorted(tmp_path.iterdir()):
         assert path.read_bytes() == (DEMO_DIR / path.name).read_bytes(), path.name
