@@ -15,7 +15,6 @@ value is local time in ``manifest.timezone`` and is converted to UTC.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from chartaudit.schemas.models import (
     canonical_schema,
     empty_quarantine,
 )
+from chartaudit.schemas.saved import load_stage, save_stage
 
 __all__ = ["ExtractRejected", "RawExtract", "read_extract"]
 
@@ -62,9 +62,6 @@ _TIMESTAMP_TEXT = (
     r" ?(?:([Zz])|([+-])([01][0-9]|2[0-3])(?::?([0-5][0-9]))?)?$"
 )
 
-_SAVED_JSON = "raw_extract.json"
-_FORMAT = "chartaudit.raw_extract/1"
-
 
 @dataclass
 class RawExtract:
@@ -76,37 +73,26 @@ class RawExtract:
     warnings: list[str] = field(default_factory=list)
 
     def save(self, directory: Path) -> None:
-        """Parquet per table + faults.parquet + raw_extract.json, so Prefect tasks pass a path."""
-        directory = Path(directory)
-        (directory / "tables").mkdir(parents=True, exist_ok=True)
-        for table, frame in self.tables.items():
-            frame.write_parquet(directory / "tables" / f"{table}.parquet")
-        self.faults.write_parquet(directory / "faults.parquet")
-        meta = {
-            "format": _FORMAT,
-            "manifest": self.manifest.to_json(),
-            "digest": self.digest,
-            "source_files": self.source_files,
-            "warnings": self.warnings,
-        }
-        (directory / _SAVED_JSON).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        save_stage(
+            directory,
+            "raw_extract",
+            self.manifest,
+            self.digest,
+            self.tables,
+            {"faults": self.faults},
+            {"source_files": self.source_files, "warnings": self.warnings},
+        )
 
     @classmethod
     def load(cls, directory: Path) -> RawExtract:
-        directory = Path(directory)
-        meta = json.loads((directory / _SAVED_JSON).read_text(encoding="utf-8"))
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{directory} does not hold a saved RawExtract")
+        saved = load_stage(directory, "raw_extract")
         return cls(
-            manifest=Manifest.from_json(meta["manifest"]),
-            digest=meta["digest"],
-            tables={
-                t: pl.read_parquet(directory / "tables" / f"{t}.parquet")
-                for t in meta["source_files"]
-            },
-            faults=pl.read_parquet(directory / "faults.parquet"),
-            source_files=dict(meta["source_files"]),
-            warnings=list(meta["warnings"]),
+            manifest=saved.manifest,
+            digest=saved.digest,
+            tables=saved.tables,
+            faults=saved.frames["faults"],
+            source_files=dict(saved.meta["source_files"]),
+            warnings=list(saved.meta["warnings"]),
         )
 
 

@@ -20,7 +20,6 @@ number of distinct source lines of that table in quarantine.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from chartaudit.schemas.models import (
     table_model,
 )
 from chartaudit.schemas.reader import RawExtract, read_extract
+from chartaudit.schemas.saved import load_stage, save_stage
 
 __all__ = [
     "QUARANTINE_SCHEMA",
@@ -51,9 +51,6 @@ __all__ = [
     "load_extract",
     "validate_extract",
 ]
-
-_SAVED_JSON = "validated_extract.json"
-_FORMAT = "chartaudit.validated_extract/1"
 
 
 @dataclass
@@ -66,37 +63,26 @@ class ValidatedExtract:
     warnings: list[str] = field(default_factory=list)
 
     def save(self, directory: Path) -> None:
-        """tables/<table>.parquet, quarantine.parquet, load_counts.parquet + a JSON of the rest."""
-        directory = Path(directory)
-        (directory / "tables").mkdir(parents=True, exist_ok=True)
-        for table, frame in self.tables.items():
-            frame.write_parquet(directory / "tables" / f"{table}.parquet")
-        self.quarantine.write_parquet(directory / "quarantine.parquet")
-        self.load_counts.write_parquet(directory / "load_counts.parquet")
-        meta = {
-            "format": _FORMAT,
-            "manifest": self.manifest.to_json(),
-            "digest": self.digest,
-            "tables": list(self.tables),
-            "warnings": self.warnings,
-        }
-        (directory / _SAVED_JSON).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        save_stage(
+            directory,
+            "validated_extract",
+            self.manifest,
+            self.digest,
+            self.tables,
+            {"quarantine": self.quarantine, "load_counts": self.load_counts},
+            {"warnings": self.warnings},
+        )
 
     @classmethod
     def load(cls, directory: Path) -> ValidatedExtract:
-        directory = Path(directory)
-        meta = json.loads((directory / _SAVED_JSON).read_text(encoding="utf-8"))
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{directory} does not hold a saved ValidatedExtract")
+        saved = load_stage(directory, "validated_extract")
         return cls(
-            manifest=Manifest.from_json(meta["manifest"]),
-            digest=meta["digest"],
-            tables={
-                t: pl.read_parquet(directory / "tables" / f"{t}.parquet") for t in meta["tables"]
-            },
-            quarantine=pl.read_parquet(directory / "quarantine.parquet"),
-            load_counts=pl.read_parquet(directory / "load_counts.parquet"),
-            warnings=list(meta["warnings"]),
+            manifest=saved.manifest,
+            digest=saved.digest,
+            tables=saved.tables,
+            quarantine=saved.frames["quarantine"],
+            load_counts=saved.frames["load_counts"],
+            warnings=list(saved.meta["warnings"]),
         )
 
     def quarantined_share(self) -> dict[str, float]:
