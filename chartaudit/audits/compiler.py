@@ -112,8 +112,7 @@ class MeasureCompiler:
         if correlated:
             conditions.append("e.patient_id = c.patient_id")
             if leaf.scope == "index_encounter":
-                key = "e.encounter_id" if leaf.table != "patients" else "NULL"
-                conditions.append(f"{key} = c.encounter_id")
+                conditions.append("e.encounter_id = c.encounter_id")
         if leaf.value_set:
             vs = self.value_sets[leaf.value_set]
             conditions.append(value_set_sql(vs, table.system, table.code))

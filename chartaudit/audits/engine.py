@@ -61,16 +61,6 @@ class MeasureRun:
     reference_hours: float | None
 
 
-def compile_measure(
-    catalogue: Catalogue, measure: Measure, period: AuditPeriod, ruleset: str, run_id: str
-) -> str | None:
-    """The measure's SQL for this month and rule set, or None when no version is in effect."""
-    version = measure.version_for(ruleset, period.first_day)
-    if version is None:
-        return None
-    return MeasureCompiler(measure, version, catalogue.value_sets, period, run_id).sql()
-
-
 def run_measures(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
@@ -79,16 +69,18 @@ def run_measures(
     run_id: str,
     target: str = "case_results",
 ) -> list[MeasureRun]:
-    """Appends every case of every measure in effect to ``target``; returns what ran."""
+    """Appends every case of every measure in effect to ``target``; returns what ran.
+
+    A measure with no version in effect for this rule set and month is skipped."""
     catalogue.require_ruleset(ruleset)
     con.execute("SET TimeZone = 'UTC'")  # windows are real elapsed time; see compiler.py
     ran = []
     for measure in catalogue.measures:
-        sql = compile_measure(catalogue, measure, period, ruleset, run_id)
-        if sql is None:
-            continue
-        con.execute(f"INSERT INTO {target} BY NAME {sql}")
         version = measure.version_for(ruleset, period.first_day)
+        if version is None:
+            continue
+        sql = MeasureCompiler(measure, version, catalogue.value_sets, period, run_id).sql()
+        con.execute(f"INSERT INTO {target} BY NAME {sql}")
         ran.append(
             MeasureRun(
                 run_id,

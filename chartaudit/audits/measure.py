@@ -200,6 +200,8 @@ class _Parser:
         scope = data.get("scope", "patient")
         if scope not in SCOPES:
             raise self.fail(where, f"scope must be one of {SCOPES}")
+        if scope == "index_encounter" and "encounter_id" not in columns:
+            raise self.fail(where, f"table {table} has no encounter to match the index encounter")
         window = self.window(f"{where}.window", data["window"]) if "window" in data else None
         label = str(data.get("label") or value_set or table).replace("_", " ")
         return Leaf(

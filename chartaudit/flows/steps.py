@@ -23,7 +23,7 @@ import polars as pl
 
 from chartaudit import __version__
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, run_measures
-from chartaudit.audits.period import AuditPeriod, last_complete_period
+from chartaudit.audits.period import AuditPeriod, last_complete_period, parse_period
 from chartaudit.reports.render import render_markdown_summary, render_report
 from chartaudit.reports.summary import summarise_sql
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
@@ -123,6 +123,7 @@ def load_step(
             f"{extract_dir}: no coverage_end in manifest.json and no timestamps in the data"
         )
     period = period or last_complete_period(coverage_end, manifest.timezone)
+    parse_period(period)  # a malformed period fails here, before anything is written
     now = datetime.now(UTC)
     plan = RunPlan(
         run_id=f"{period}_{now:%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:6]}",
@@ -137,7 +138,6 @@ def load_step(
         code_version=code_version(),
         started_at=now.isoformat(),
     )
-    plan.audit_period  # noqa: B018 — fails here, before any write, on a malformed period
     plan.save(work)
     return plan
 

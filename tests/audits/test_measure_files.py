@@ -34,6 +34,12 @@ def write(tmp_path, change) -> object:
         (lambda d: d["index"].update(trigger="visit"), "index: trigger must be one of"),
         (lambda d: d["numerator"].update(table="scans"), "unknown table 'scans'"),
         (lambda d: d.update(unit="case"), "unit: must be one of"),
+        (
+            lambda d: d["exclusions"].append(
+                {"reason": "x", "table": "patients", "scope": "index_encounter"}
+            ),
+            "table patients has no encounter to match the index encounter",
+        ),
     ],
 )
 def test_a_broken_measure_names_file_and_place(tmp_path, change, message):
