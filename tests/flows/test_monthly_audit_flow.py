@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from chartaudit.flows.monthly_audit import monthly_audit
+from chartaudit.flows.steps import QuarantineLimitExceeded
 from chartaudit.schemas.reader import ExtractRejected
 from chartaudit.storage import warehouse
 from tests.flows.conftest import answer_key
@@ -61,3 +62,28 @@ def test_a_rejected_extract_fails_the_flow_and_writes_nothing(extract_copy, tmp_
     with pytest.raises(ExtractRejected, match="patient_name"):
         monthly_audit(str(extract_copy), "2026-10", str(path), str(tmp_path / "out"))
     assert not path.exists()
+
+
+def test_a_run_over_the_quarantine_limit_fails_and_keeps_the_previous_results(generated, tmp_path):
+    path = tmp_path / "audit.duckdb"
+    first = monthly_audit(str(generated), "2026-10", str(path), str(tmp_path / "out"))
+    with warehouse.connect(path, read_only=True) as con:
+        before = con.execute("SELECT * FROM latest_case_results ORDER BY ALL").fetchall()
+    with pytest.raises(QuarantineLimitExceeded, match=r"of rows quarantined, over the limit"):
+        monthly_audit(
+            str(generated),
+            "2026-10",
+            str(path),
+            str(tmp_path / "out"),
+            max_quarantine_share=0.001,
+        )
+    with warehouse.connect(path, read_only=True) as con:
+        after = con.execute("SELECT * FROM latest_case_results ORDER BY ALL").fetchall()
+        runs = con.execute(
+            "SELECT run_id = ?, status FROM runs ORDER BY started_at", [first.run_id]
+        )
+        ledger = runs.fetchall()
+        error = con.execute("SELECT error FROM runs WHERE status = 'failed'").fetchone()[0]
+    assert after == before
+    assert ledger == [(True, "succeeded"), (False, "failed")]
+    assert error.startswith("QuarantineLimitExceeded: ")
