@@ -313,6 +313,20 @@ class MeasureCompiler:
             " GROUP BY m.case_id)",
         ]
 
+    def flag_ctes(self) -> list[str]:
+        return [
+            f"flag{i} AS (SELECT DISTINCT case_id FROM ({self.matches(x.criterion)}))"
+            for i, x in enumerate(self.measure.also_report)
+        ]
+
+    def flags(self) -> str:
+        """The names of the also-report facts that hold for the case, as a list."""
+        items = [
+            f"CASE WHEN case_id IN (SELECT case_id FROM flag{i}) THEN {quote(x.name)} END"
+            for i, x in enumerate(self.measure.also_report)
+        ]
+        return f"list_filter([{', '.join(items)}]::VARCHAR[], lambda f: f IS NOT NULL)"
+
     def judged(self) -> str:
         criterion = self.numerator.criterion
         window_end = self.window_edge(criterion, "end") or "c.index_time"
@@ -373,6 +387,7 @@ class MeasureCompiler:
             f"cases AS ({self.cases()})",
             *self.exclusion_ctes(),
             *self.numerator_ctes(),
+            *self.flag_ctes(),
             f"judged AS ({self.judged()})",
         ]
         hours_to_event = HOURS_TO_EVENT if m.unit == "episode" else "NULL::DOUBLE"
@@ -388,7 +403,7 @@ class MeasureCompiler:
             " window_end,"
             " CASE WHEN outcome = 'met' THEN (epoch(n_time) - epoch(arrival_time)) / 3600.0"
             " END AS hours_from_arrival,"
-            " index_event_id, index_event"
+            f" index_event_id, index_event, {self.flags()} AS flags"
             " FROM judged ORDER BY patient_id, index_time"
         )
 

@@ -2,8 +2,9 @@
 
 A measure file (``measures/LN-01.yaml``) holds metadata, rule-set versions, and the eCQM
 populations: ``index`` (who is a case, and when), ``exclusions`` (in order; the first that
-matches is the reason) and ``numerator`` (what care meets the guideline). Populations are
-*criteria*:
+matches is the reason) and ``numerator`` (what care meets the guideline); ``also_report``
+names facts counted beside the rate (each case lists those that hold in ``flags``).
+Populations are *criteria*:
 
 - a leaf: ``{table, value_set?, where?, time?, window?, scope?, label?, sql?}`` — "a row of
   ``table`` exists for the case's patient (or index encounter, with ``scope: index_encounter``)
@@ -89,6 +90,14 @@ class Exclusion:
 
 
 @dataclass(frozen=True)
+class AlsoReport:
+    """A fact reported beside the rate (each case is flagged with ``name`` when it holds)."""
+
+    name: str
+    criterion: Criterion
+
+
+@dataclass(frozen=True)
 class Numerator:
     label: str
     criterion: Criterion
@@ -127,6 +136,7 @@ class Measure:
     numerator: Numerator
     versions: tuple[Version, ...]
     exclusions: tuple[Exclusion, ...] = ()
+    also_report: tuple[AlsoReport, ...] = ()
     reference_hours: float | None = None
     path: Path | None = field(default=None, compare=False)
 
@@ -265,12 +275,17 @@ class _Parser:
 
     def measure(self, data: dict) -> Measure:
         required = {"id", "title", "unit", "type", "source", "versions", "index", "numerator"}
-        self.keys("top level", data, required | {"exclusions", "reference_hours"}, required)
+        optional = {"exclusions", "also_report", "reference_hours"}
+        self.keys("top level", data, required | optional, required)
         if data["unit"] not in UNITS:
             raise self.fail("unit", f"must be one of {UNITS}")
         exclusions = tuple(
             Exclusion(str(x["reason"]), self.criterion_within(f"exclusions[{i}]", x, {"reason"}))
             for i, x in enumerate(data.get("exclusions") or [])
+        )
+        also_report = tuple(
+            AlsoReport(str(x["name"]), self.criterion_within(f"also_report[{i}]", x, {"name"}))
+            for i, x in enumerate(data.get("also_report") or [])
         )
         reference = data.get("reference_hours")
         return Measure(
@@ -285,6 +300,7 @@ class _Parser:
                 self.version(f"versions[{i}]", v) for i, v in enumerate(data["versions"])
             ),
             exclusions=exclusions,
+            also_report=also_report,
             reference_hours=float(reference) if reference is not None else None,
             path=self.path,
         )

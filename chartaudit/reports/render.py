@@ -186,6 +186,16 @@ WHERE c.period = $period AND c.outcome IN ('met', 'not_met') AND m.reference_hou
 GROUP BY c.measure_id
 """
 
+# Facts a measure reports beside its rate (LN-07: loss of protective sensation), per case.
+_FLAGS_SQL = """
+WITH c AS (SELECT measure_id, flags FROM latest_case_results WHERE period = $period),
+t AS (SELECT measure_id, count(*) AS cases FROM c GROUP BY measure_id)
+SELECT f.measure_id, f.flag, count(*) AS flagged, any_value(t.cases) AS cases
+FROM (SELECT measure_id, unnest(flags) AS flag FROM c) AS f JOIN t USING (measure_id)
+GROUP BY f.measure_id, f.flag
+ORDER BY f.measure_id, f.flag
+"""
+
 _NOT_MET_SQL = """
 SELECT measure_id, patient_id, encounter_id, site_id, setting, index_time, evidence,
        count(*) OVER (PARTITION BY measure_id) AS total
@@ -243,6 +253,9 @@ def _report_context(
         row["measure_id"]: _timing_view(row)
         for row in _records(con, _TIMING_SQL, {"period": period})
     }
+    flags: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _records(con, _FLAGS_SQL, {"period": period}):
+        flags[row["measure_id"]].append(row)
     not_met: dict[str, list[dict[str, Any]]] = defaultdict(list)
     not_met_total: dict[str, int] = {}
     for row in _records(con, _NOT_MET_SQL, {"period": period, "cap": NOT_MET_ROW_CAP}):
@@ -260,6 +273,7 @@ def _report_context(
                 "measure": m,
                 "strata": strata.get(mid, []),
                 "timing": timing.get(mid),
+                "flags": flags.get(mid, []),
                 "not_met": listed,
                 "not_met_total": total,
                 "not_met_omitted": total - len(listed),

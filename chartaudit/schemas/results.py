@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS case_results (
   window_end         TIMESTAMPTZ,       -- when the numerator window closes
   hours_from_arrival DOUBLE,            -- index encounter arrival to the numerator event
   index_event_id     VARCHAR,           -- the row that made the case (file:line or its id)
-  index_event        VARCHAR            -- what it was, in words
+  index_event        VARCHAR,           -- what it was, in words
+  flags              VARCHAR[]          -- the measure's also-report facts that hold
 );
 
 CREATE TABLE IF NOT EXISTS measure_summary (

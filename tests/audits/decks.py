@@ -40,6 +40,7 @@ class DeckCase:
     patient_id: str
     expect: list[str]
     hours: list[float | None] | None
+    flags: list[list[str]] | None = None
 
 
 @dataclass
@@ -89,7 +90,9 @@ def read_deck(path: Path) -> Deck:
             for n, row in enumerate(table_rows):
                 rows[table].append(_complete(table, row, patient_id, zone, n))
         expect = case["expect"] if isinstance(case["expect"], list) else [case["expect"]]
-        cases.append(DeckCase(case["name"], patient_id, expect, case.get("hours")))
+        cases.append(
+            DeckCase(case["name"], patient_id, expect, case.get("hours"), case.get("flags"))
+        )
     return Deck(
         data["measure"],
         data["period"],

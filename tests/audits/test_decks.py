@@ -27,7 +27,7 @@ def test_deck_outcomes(path):
     deck = read_deck(path)
     con = audit_deck(deck)
     rows = con.execute(
-        "SELECT patient_id, outcome, hours_to_event, evidence FROM case_results"
+        "SELECT patient_id, outcome, hours_to_event, evidence, flags FROM case_results"
         " ORDER BY patient_id, index_time"
     ).fetchall()
     failures = []
@@ -41,6 +41,8 @@ def test_deck_outcomes(path):
             hours = [None if r[2] is None else round(r[2], 4) for r in got]
             if hours != case.hours:
                 failures.append(f"{case.name}: expected hours {case.hours}, got {hours}")
+        if case.flags is not None and [r[4] for r in got] != case.flags:
+            failures.append(f"{case.name}: expected flags {case.flags}, got {[r[4] for r in got]}")
     assert not failures, "\n".join(failures)
 
 

@@ -281,3 +281,20 @@ def test_markdown_escapes_pipes(warehouse: duckdb.DuckDBPyConnection) -> None:
     )
     assert row.startswith("| LN-05 MRI \\| scan within &lt;2&gt; weeks | — |")
     assert row.count(" | ") == 7  # 8 cells, no extra column from the title's pipe
+
+
+def test_also_reported_facts_are_counted_over_all_cases(warehouse, tmp_path) -> None:
+    flag = "loss of protective sensation (abnormal 10-g monofilament in the 12 months)"
+    cases = warehouse.execute(
+        "SELECT count(*) FROM latest_case_results WHERE period = '2026-10' AND measure_id = 'LN-07'"
+    ).fetchone()[0]
+    warehouse.execute(
+        "UPDATE case_results SET flags = [$flag] WHERE run_id = 'r-new' AND measure_id = 'LN-07'"
+        " AND patient_id IN (SELECT min(patient_id) FROM case_results"
+        " WHERE run_id = 'r-new' AND measure_id = 'LN-07')",
+        {"flag": flag},
+    )
+    path = render_report(warehouse, "2026-10", tmp_path / "flags", generated_at=GENERATED_AT)
+    rows = _rows(path.read_text(encoding="utf-8"))
+    assert [flag, "1", str(cases)] in rows
+    assert cases > 1
