@@ -101,10 +101,11 @@ class MeasureCompiler:
         """An instant shown as local wall-clock time, for evidence a reviewer reads."""
         return f"strftime(timezone({quote(self.period.timezone)}, {expr}), '%Y-%m-%d %H:%M')"
 
-    def bound(self, bound: Bound, case: str = "c") -> str:
+    def bound(self, bound: Bound) -> str:
+        """A window edge for the case ``c``: an anchor of the month, or minutes from the index."""
         if bound.anchor:
             return ts(getattr(self.period, _ANCHOR_FIELDS[bound.anchor]))
-        return f"({case}.index_time + INTERVAL ({bound.minutes}) MINUTE)"
+        return f"(c.index_time + INTERVAL ({bound.minutes}) MINUTE)"
 
     def leaf_conditions(self, leaf: Leaf, correlated: bool = True, windowed: bool = True):
         table = EVENT_TABLES[leaf.table]

@@ -35,6 +35,7 @@ ANCHORS = ("period_start", "period_end", "lookback_start")
 TRIGGERS = ("event", "encounter", "patient")
 UNITS = ("episode", "patient")
 SCOPES = ("patient", "index_encounter")
+CODED_TABLES = ("diagnoses", "findings", "orders", "labs", "medications")  # value sets apply
 _DURATION = re.compile(r"^(-?\d+)([mhd])$")
 _MINUTES = {"m": 1, "h": 60, "d": 24 * 60}
 
@@ -194,6 +195,8 @@ class _Parser:
             raise self.fail(where, f"unknown table {table!r}; tables: {sorted(TABLES)}")
         columns = TABLES[table].column_names
         value_set = data.get("value_set")
+        if value_set is not None and table not in CODED_TABLES:
+            raise self.fail(where, f"table {table} has no codes to match value set {value_set!r}")
         if value_set is not None and value_set not in self.value_sets:
             raise self.fail(
                 where, f"unknown value set {value_set!r} (no value_sets/{value_set}.csv)"

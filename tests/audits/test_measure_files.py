@@ -35,6 +35,10 @@ def write(tmp_path, change) -> object:
         (lambda d: d["numerator"].update(table="scans"), "unknown table 'scans'"),
         (lambda d: d.update(unit="case"), "unit: must be one of"),
         (
+            lambda d: d["exclusions"][1].update(value_set="spine_mri"),
+            "table encounters has no codes to match value set 'spine_mri'",
+        ),
+        (
             lambda d: d["exclusions"].append(
                 {"reason": "x", "table": "patients", "scope": "index_encounter"}
             ),
