@@ -90,9 +90,13 @@ def test_dirty_rows_are_quarantined_and_counts_add_up(extract, request):
     generated = request.getfixturevalue(extract)
     validated = load_extract(generated)
     expected = pl.read_csv(generated / "expected_quarantine.csv")
-    got = validated.quarantine.select("table_name", "source_line").unique()
-    want = expected.select("table_name", pl.col("source_line").cast(pl.Int64)).unique()
+    got = validated.quarantine.select("table_name", "source_line", "column_name", "rule")
+    want = expected.select(
+        "table_name", pl.col("source_line").cast(pl.Int64), "column_name", rule="reason"
+    )
+    # Each bad row, with the column and the rule that put it there, and nothing else.
     assert sorted(got.iter_rows()) == sorted(want.iter_rows())
+    want = want.select("table_name", "source_line").unique()
     counts = validated.load_counts
     assert (counts["loaded_rows"] + counts["quarantined_rows"] == counts["input_rows"]).all()
     assert counts["quarantined_rows"].sum() == want.height
