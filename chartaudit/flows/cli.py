@@ -3,7 +3,6 @@ line on standard error and a non-zero status."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -272,11 +271,3 @@ def demo(
     """Audit the bundled sample extract's last complete month (the README's first command)."""
     out.print(f"auditing the bundled sample extract {DEMO_EXTRACT}")
     _guarded(lambda: _run_flow(DEMO_EXTRACT, None, warehouse, out_dir))
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
