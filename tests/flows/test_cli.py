@@ -157,9 +157,7 @@ def test_demo_writes_the_warehouse_and_the_report(tmp_path):
                 "SELECT measure_id, count(*) FROM latest_case_results GROUP BY ALL"
             ).fetchall()
         )
-    key = (
-        Path(__file__).parents[2] / "chartaudit" / "sample_data" / "demo_extract" / "answer_key.csv"
-    )
+    key = Path(__file__).parents[2] / "sample_data" / "demo_extract" / "answer_key.csv"
     rows = [line.split(",") for line in key.read_text().splitlines()[1:]]
     expected = {}
     for row in rows:

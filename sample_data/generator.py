@@ -9,7 +9,7 @@ must produce, with its outcome and the scenario that made it) and ``expected_qua
 Each patient belongs to one scenario (see ``scenarios_ln01``, ``scenarios_ln05``,
 ``scenarios_ln07``, ``dirty``); most are background patients who produce no case.
 
-The committed demo extract (``chartaudit/sample_data/demo_extract/``) is the default call;
+The committed demo extract (``sample_data/demo_extract/``) is the default call;
 regenerate it after changing anything here with::
 
     .venv/bin/python -c "from chartaudit.sample_data.generator import write_demo_extract as w; w()"

@@ -9,8 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Importing this module runs chartaudit/flows/__init__.py first: the no-telemetry defaults are
-# in place before Prefect loads.
+# Importing this module runs flows/__init__.py (chartaudit.flows) first: the no-telemetry
+# defaults are in place before Prefect loads.
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE

@@ -16,12 +16,12 @@ import subprocess
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from chartaudit import __version__
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, run_measures
 from chartaudit.audits.period import AuditPeriod, last_complete_period, parse_period
 from chartaudit.reports.render import render_markdown_summary, render_report
@@ -82,8 +82,16 @@ class RunPlan:
         )
 
 
+def package_version() -> str:
+    try:
+        return version("chartaudit")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+source"
+
+
 def code_version() -> str:
     """The package version, plus the git commit when run from a checkout."""
+    release = package_version()
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -94,7 +102,7 @@ def code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return f"{__version__}+{commit}" if commit else __version__
+    return f"{release}+{commit}" if commit else release
 
 
 def _latest_instant(raw: RawExtract) -> datetime | None:
