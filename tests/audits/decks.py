@@ -5,6 +5,10 @@ then lists cases. Each case is one patient: rows per table, written with the con
 names, local wall-clock times, and only the columns that matter (the rest take the defaults
 below). ``expect`` is the outcome of each of the patient's cases in index-time order (an empty
 list: the patient is no case at all); ``hours`` optionally pins hours_to_event.
+
+A deck runs under every rule set in its ``rulesets`` (default: both). Where the rule sets judge a
+case differently, ``expect`` is a mapping from rule set to outcome(s), e.g.
+``expect: {source-2025: met, evidence-2026: not_met}``.
 """
 
 from __future__ import annotations
@@ -34,11 +38,14 @@ DEFAULTS = {
 }
 
 
+RULESETS = ("source-2025", "evidence-2026")
+
+
 @dataclass
 class DeckCase:
     name: str
     patient_id: str
-    expect: list[str]
+    expect: dict[str, list[str]]  # rule set -> outcomes in index-time order
     hours: list[float | None] | None
     flags: list[list[str]] | None = None
 
@@ -51,6 +58,7 @@ class Deck:
     coverage_end: datetime
     cases: list[DeckCase]
     rows: dict[str, list[dict]]
+    rulesets: tuple[str, ...] = RULESETS
 
 
 def _instant(value, zone: ZoneInfo) -> datetime:
@@ -81,6 +89,7 @@ def read_deck(path: Path) -> Deck:
     data = yaml.safe_load(path.read_text())
     zone = ZoneInfo(data["timezone"])
     rows: dict[str, list[dict]] = {t: [] for t in TABLE_ORDER}
+    rulesets = tuple(data.get("rulesets", RULESETS))
     cases = []
     for i, case in enumerate(data["cases"]):
         patient_id = f"P{i:03d}"
@@ -89,7 +98,7 @@ def read_deck(path: Path) -> Deck:
         for table, table_rows in (case.get("rows") or {}).items():
             for n, row in enumerate(table_rows):
                 rows[table].append(_complete(table, row, patient_id, zone, n))
-        expect = case["expect"] if isinstance(case["expect"], list) else [case["expect"]]
+        expect = _expectations(case["expect"], rulesets, case["name"])
         cases.append(
             DeckCase(case["name"], patient_id, expect, case.get("hours"), case.get("flags"))
         )
@@ -100,7 +109,21 @@ def read_deck(path: Path) -> Deck:
         _instant(data["coverage_end"], zone),
         cases,
         rows,
+        rulesets,
     )
+
+
+def _outcomes(value) -> list[str]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _expectations(expect, rulesets: tuple[str, ...], name: str) -> dict[str, list[str]]:
+    """The outcomes a case must get under each rule set the deck runs."""
+    if not isinstance(expect, dict):
+        return {ruleset: _outcomes(expect) for ruleset in rulesets}
+    if set(expect) != set(rulesets):
+        raise ValueError(f"{name}: expect names {sorted(expect)}, the deck runs {list(rulesets)}")
+    return {ruleset: _outcomes(expect[ruleset]) for ruleset in rulesets}
 
 
 def build_database(rows: dict[str, list[dict]]) -> duckdb.DuckDBPyConnection:

@@ -22,10 +22,13 @@ def audit_deck(deck, ruleset="source-2025"):
     return con
 
 
-@pytest.mark.parametrize("path", DECKS, ids=[p.stem for p in DECKS])
-def test_deck_outcomes(path):
+RUNS = [(p, r) for p in DECKS for r in read_deck(p).rulesets]
+
+
+@pytest.mark.parametrize(("path", "ruleset"), RUNS, ids=[f"{p.stem}-{r}" for p, r in RUNS])
+def test_deck_outcomes(path, ruleset):
     deck = read_deck(path)
-    con = audit_deck(deck)
+    con = audit_deck(deck, ruleset)
     rows = con.execute(
         "SELECT patient_id, outcome, hours_to_event, evidence, flags FROM case_results"
         " ORDER BY patient_id, index_time"
@@ -33,10 +36,9 @@ def test_deck_outcomes(path):
     failures = []
     for case in deck.cases:
         got = [r for r in rows if r[0] == case.patient_id]
-        if [r[1] for r in got] != case.expect:
-            failures.append(
-                f"{case.name}: expected {case.expect}, got {[(r[1], r[3]) for r in got]}"
-            )
+        expect = case.expect[ruleset]
+        if [r[1] for r in got] != expect:
+            failures.append(f"{case.name}: expected {expect}, got {[(r[1], r[3]) for r in got]}")
         if case.hours is not None:
             hours = [None if r[2] is None else round(r[2], 4) for r in got]
             if hours != case.hours:
