@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from generator_reference import read_csv
 
 from chartaudit.sample_data.generator import GeneratedExtract, generate_extract
+from tests.sample_data.generator_reference import read_csv
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from generator_reference import answer_key_cases, read_csv, reference_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chartaudit.sample_data.generator import GeneratedExtract, generate_extract
+from tests.sample_data.generator_reference import answer_key_cases, read_csv, reference_cases
 
 CHICAGO = ZoneInfo("America/Chicago")
 

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from generator_reference import read_csv as read_rows
 
 from chartaudit.sample_data.generator import GeneratedExtract, generate_extract
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
+from tests.sample_data.generator_reference import read_csv as read_rows
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})?$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

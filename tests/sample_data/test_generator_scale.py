@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator_reference import answer_key_cases, reference_cases
-
 from chartaudit.sample_data.generator import generate_extract, scenario_counts
+from tests.sample_data.generator_reference import answer_key_cases, reference_cases
 
 
 def test_twenty_thousand_patients(tmp_path: Path) -> None:
