@@ -1,19 +1,21 @@
 """One synthetic patient's chart: the row builders every scenario uses.
 
 A scenario builder gets a :class:`Chart`, places its timeline with :meth:`Chart.place_episode`
-(or explicit instants), adds encounters, diagnoses, findings, orders, labs and medications, and
-declares each audit case it creates with :meth:`Chart.case`; the outcome follows the decided
-order excluded -> met -> pending -> not_met.
+(or explicit instants), and adds encounters, diagnoses, findings, orders, labs and medications.
+It does not decide outcomes: the answer key is judged afterwards from the written files
+(``answer_key``). What a scenario is FOR is its :class:`Scenario` intent, checked by the tests.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
-from chartaudit.sample_data.clock import Clock, minutes, utc_text
-from chartaudit.sample_data.sink import ExtractSink, KeyRow
+from chartaudit.sample_data.clock import Clock, minutes
+from chartaudit.sample_data.sink import ExtractSink
 
 SITES = ("SITE-A", "SITE-B", "SITE-C", "SITE-D", "SITE-E")
 SITE_WEIGHTS = (30, 25, 20, 15, 10)
@@ -40,33 +42,45 @@ SEX_WEIGHTS = (510, 478, 6, 6)
 
 SPINE_MRI = ("72148", "72149", "72158", "72146", "72147", "72157")
 
+# Typical results of the labs the measures look at: LOINC -> (unit, low, high) or text.
+LAB_RESULTS: dict[str, tuple[str | None, float, float] | str] = {
+    "2132-9": ("pg/mL", 180, 900),  # vitamin B12
+    "13964-2": ("umol/L", 0.1, 0.4),  # methylmalonic acid
+    "3016-3": ("mIU/L", 0.4, 4.5),  # TSH
+    "11580-8": ("mIU/L", 0.4, 4.5),
+    "2160-0": ("mg/dL", 0.6, 1.3),  # creatinine
+    "98979-8": ("mL/min/1.73m2", 60, 110),  # eGFR
+    "33914-3": ("mL/min/1.73m2", 60, 110),
+    "56888-1": "non-reactive",  # HIV 1/2 Ag/Ab
+    "4548-4": ("%", 5.0, 9.5),  # HbA1c
+    "17856-6": ("%", 5.0, 9.5),
+    "1558-6": ("mg/dL", 75, 180),  # fasting glucose
+    "2345-7": ("mg/dL", 72, 160),  # glucose, random (not a glycaemic test here)
+    "2276-4": ("ng/mL", 30, 250),  # ferritin
+    "2502-3": ("%", 15, 45),  # transferrin saturation
+    "77194-9": (None, 0.55, 1.25),  # ankle-brachial index
+}
+
 Value = str | datetime | None
 
 
-def decide_outcome(*, excluded: bool, met: bool, closes: datetime, coverage_end: datetime) -> str:
-    """The decided outcome order: excluded; met; pending (window closes after coverage); not_met."""
-    if excluded:
-        return "excluded"
-    if met:
-        return "met"
-    if closes > coverage_end:
-        return "pending"
-    return "not_met"
+# What a scenario intends for the measure(s) it was written for (its focus), per patient:
+# a set = every case of that measure has one of these outcomes (an empty set: no case at all);
+# a tuple = exactly these outcomes, in index-time order. A dict keyed by rule set when the two
+# rule sets differ. LN-07 (a patient measure) intents are about the last coverage month.
+Outcomes = set[str] | tuple[str, ...]
+Intent = dict[str, Outcomes | dict[str, Outcomes]]
 
 
-def within(moment: datetime | None, start: datetime, end: datetime) -> bool:
-    """Closed interval: both ends count."""
-    return moment is not None and start <= moment <= end
+class Scenario(NamedTuple):
+    weight: float  # patients per 1000
+    build: Callable[[Chart], None]
+    intent: Intent
 
 
-def episode_starts(times: list[datetime], length: timedelta = timedelta(days=30)) -> list[datetime]:
-    """Index times of the episodes: the first event starts one, events at or within ``length``
-    of that start belong to it, the next later event starts another (chained per patient)."""
-    starts: list[datetime] = []
-    for moment in sorted(times):
-        if not starts or moment > starts[-1] + length:
-            starts.append(moment)
-    return starts
+def intended(intent: Intent, measure: str, ruleset: str) -> Outcomes:
+    outcomes = intent[measure]
+    return outcomes[ruleset] if isinstance(outcomes, dict) else outcomes
 
 
 @dataclass
@@ -77,17 +91,20 @@ class Context:
     clock: Clock
     sink: ExtractSink
     counters: dict[str, int] = field(default_factory=dict)
+    anchored: set[str] = field(default_factory=set)  # scenarios already placed in the last month
+    fillers: frozenset[str] = frozenset()  # scenarios that give every month a case of a measure
 
     def next_id(self, prefix: str, width: int = 7) -> str:
         number = self.counters.get(prefix, 0) + 1
         self.counters[prefix] = number
         return f"{prefix}{number:0{width}d}"
 
-    def next_month_slot(self, measure: str) -> int:
-        """Round-robin month index, so every coverage month gets cases of each measure."""
-        slot = self.counters.get(f"month:{measure}", 0)
-        self.counters[f"month:{measure}"] = slot + 1
-        return slot % len(self.clock.months)
+    def month_slot(self, measure: str) -> int:
+        """This measure's round-robin month index (see :meth:`Chart.place_episode`)."""
+        return self.counters.get(f"month:{measure}", 0) % len(self.clock.months)
+
+    def next_month(self, measure: str) -> None:
+        self.counters[f"month:{measure}"] = self.counters.get(f"month:{measure}", 0) + 1
 
 
 class Chart:
@@ -106,8 +123,6 @@ class Chart:
         self.death_date: date | None = None
         self.site: str = rng.choices(SITES, SITE_WEIGHTS)[0]
         self.patient_issue: tuple[str, str] | None = None  # (column, reason) of a dirty row
-        self.cases = 0
-        self.spine_mri_times: list[datetime] = []  # completed spine MRIs, for deciding cases
 
     # --- text -----------------------------------------------------------------------------
     def ts(self, value: Value, *, offset: bool = False) -> str | None:
@@ -124,15 +139,37 @@ class Chart:
         after: timedelta,
         hour_range: tuple[int, int] = (0, 23),
     ) -> datetime:
-        """An index instant in this measure's next round-robin month."""
-        slot = self.ctx.next_month_slot(measure)
-        return self.clock.place(self.rng, slot, before=before, after=after, hour_range=hour_range)
+        """An index instant: the scenario's first patient in the last month (so the newest
+        month shows every scenario that fits there), the others in this measure's next
+        round-robin month; a span that does not fit in a month moves to an earlier one (see
+        :meth:`Clock.place`). A filler scenario (short spans, as many patients as months) keeps
+        a round robin of its own, so every month has cases of its measure."""
+        if self.scenario not in self.ctx.anchored:
+            self.ctx.anchored.add(self.scenario)
+            slot = len(self.clock.months) - 1
+            return self.clock.place(
+                self.rng, slot, before=before, after=after, hour_range=hour_range
+            )
+        robin = f"{measure}:filler" if self.scenario in self.ctx.fillers else measure
+        slot = self.ctx.month_slot(robin)
+        index = self.clock.place(self.rng, slot, before=before, after=after, hour_range=hour_range)
+        year, month = self.clock.months[slot]
+        if self.clock.period_of(index) == f"{year:04d}-{month:02d}":
+            self.ctx.next_month(robin)  # a span that did not fit leaves the month to the next
+        return index
 
     def place_anywhere(
         self, *, before: timedelta, after: timedelta, hour_range: tuple[int, int] = (8, 17)
     ) -> datetime:
         slot = self.rng.randrange(len(self.clock.months))
         return self.clock.place(self.rng, slot, before=before, after=after, hour_range=hour_range)
+
+    def place_near_end(
+        self, *, earliest: timedelta, latest: timedelta, hour_range: tuple[int, int] = (8, 17)
+    ) -> datetime:
+        """A local time between ``earliest`` and ``latest`` before the end of coverage."""
+        end = self.clock.end
+        return self.clock.between(self.rng, end - earliest, end - latest, hour_range)
 
     # --- rows -----------------------------------------------------------------------------
     def write_patient(self) -> None:
@@ -249,6 +286,41 @@ class Chart:
             status=status,
         )
 
+    def result(
+        self,
+        encounter_id: str | None,
+        loinc: str,
+        collected: datetime,
+        value: float | None = None,
+    ) -> int:
+        """A lab with a typical value (or ``value``), resulted an hour or a few later."""
+        typical = LAB_RESULTS[loinc]
+        resulted = collected + minutes(self.rng.randint(45, 240))
+        if isinstance(typical, str):
+            return self.lab(encounter_id, loinc, collected, text=typical, resulted=resulted)
+        unit, low, high = typical
+        if value is None:
+            value = round(self.rng.uniform(low, high), 2 if high < 2 else 1)
+        return self.lab(encounter_id, loinc, collected, value=value, unit=unit, resulted=resulted)
+
+    def labs_around(
+        self, encounter_id: str, index: datetime, labs: tuple[tuple[str, timedelta], ...]
+    ) -> None:
+        """Each (LOINC, delta) collected at index + delta, with a typical value: in
+        ``encounter_id`` within its first half hour, else at a lab visit (one per instant)."""
+        draws: dict[timedelta, str] = {}
+        for loinc, delta in labs:
+            if delta not in draws:
+                same_visit = timedelta(0) <= delta < minutes(30)
+                draws[delta] = (
+                    encounter_id if same_visit else self.side_visit(index + delta, "Laboratory")
+                )
+            self.result(draws[delta], loinc, index + delta)
+
+    def side_visit(self, at: datetime, department: str, setting: str = "other") -> str:
+        """A short encounter around ``at`` (a lab draw, a scan, a clinic review)."""
+        return self.visit(at - minutes(15), minutes(45), setting, department=department)
+
     def spine_mri(
         self,
         encounter_id: str,
@@ -263,8 +335,6 @@ class Chart:
         ordered = max(earliest_order, performed - minutes(self.rng.randint(20, 60)))
         ordered = min(ordered, performed)
         code = code or self.rng.choice(SPINE_MRI[:3] * 3 + SPINE_MRI[3:])
-        if status == "completed" and code in SPINE_MRI:
-            self.spine_mri_times.append(performed)
         return self.order(
             encounter_id,
             code,
@@ -304,8 +374,8 @@ class Chart:
         start: datetime,
         *,
         rxnorm: str | None,
-        dose_mg: float,
-        doses_per_day: float,
+        dose_mg: float | None,
+        doses_per_day: float | None,
         route: str = "oral",
         end: datetime | None = None,
         status: str = "active",
@@ -325,34 +395,21 @@ class Chart:
             status=status,
         )
 
-    def spine_mri_within(self, start: datetime, end: datetime) -> bool:
-        return any(within(moment, start, end) for moment in self.spine_mri_times)
-
-    # --- answer key -----------------------------------------------------------------------
-    def case(
+    def referral(
         self,
-        measure: str,
-        index: datetime,
         encounter_id: str | None,
+        specialty: str,
+        ordered: datetime,
         *,
-        excluded: bool,
-        met: bool,
-        closes: datetime,
-        period: str | None = None,
-    ) -> str:
-        outcome = decide_outcome(
-            excluded=excluded, met=met, closes=closes, coverage_end=self.clock.end
+        status: str = "ordered",
+        code: str = "referral",
+    ) -> int:
+        return self.order(
+            encounter_id,
+            code,
+            ordered=ordered,
+            system="LOCAL",
+            category="referral",
+            specialty=specialty,
+            status=status,
         )
-        self.sink.key.append(
-            KeyRow(
-                measure_id=measure,
-                period=period or self.clock.period_of(index),
-                patient_id=self.patient_id,
-                encounter_id=encounter_id or "",
-                index_time=utc_text(index),
-                outcome=outcome,
-                scenario=self.scenario,
-            )
-        )
-        self.cases += 1
-        return outcome

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from chartaudit.sample_data.background import background_patient
-from chartaudit.sample_data.chart import Chart
+from chartaudit.sample_data.chart import Chart, Scenario
 from chartaudit.sample_data.clock import Unplaceable, days, hours, minutes
 
 UNPARSEABLE_TIMESTAMP = "2026-13-45 25:00"
@@ -139,24 +139,21 @@ def identifier_in_lab_text(text: str) -> Callable[[Chart], None]:
     return build
 
 
-Builder = Callable[[Chart], None]
-
 WEIGHT = 1.2  # patients per 1000 for each kind of dirty row
-SCENARIOS: dict[str, tuple[float, Builder]] = {
-    "dirty_sex_q": (WEIGHT, sex_not_allowed),
-    "dirty_birth_year_1850": (WEIGHT, birth_year_out_of_range),
-    "dirty_unknown_setting": (WEIGHT, setting_not_allowed),
-    "dirty_departure_before_arrival": (WEIGHT, departure_before_arrival),
-    "dirty_unparseable_timestamp": (WEIGHT, unparseable_timestamp),
-    "dirty_nonexistent_local_time": (WEIGHT, nonexistent_local_time),
-    "dirty_duplicate_encounter_id": (WEIGHT, duplicate_encounter_id),
-    "dirty_dx_unknown_patient": (WEIGHT, diagnosis_for_unknown_patient),
-    "dirty_order_status_done": (WEIGHT, order_status_not_allowed),
-    "dirty_lab_loinc_abc": (WEIGHT, malformed_loinc),
-    "dirty_med_dose_zero": (WEIGHT, zero_dose),
-    "dirty_lab_text_email": (
-        WEIGHT,
-        identifier_in_lab_text("see result letter sent to pat.doe@example.org"),
+SCENARIOS: dict[str, Scenario] = {
+    "dirty_sex_q": Scenario(WEIGHT, sex_not_allowed, {}),
+    "dirty_birth_year_1850": Scenario(WEIGHT, birth_year_out_of_range, {}),
+    "dirty_unknown_setting": Scenario(WEIGHT, setting_not_allowed, {}),
+    "dirty_departure_before_arrival": Scenario(WEIGHT, departure_before_arrival, {}),
+    "dirty_unparseable_timestamp": Scenario(WEIGHT, unparseable_timestamp, {}),
+    "dirty_nonexistent_local_time": Scenario(WEIGHT, nonexistent_local_time, {}),
+    "dirty_duplicate_encounter_id": Scenario(WEIGHT, duplicate_encounter_id, {}),
+    "dirty_dx_unknown_patient": Scenario(WEIGHT, diagnosis_for_unknown_patient, {}),
+    "dirty_order_status_done": Scenario(WEIGHT, order_status_not_allowed, {}),
+    "dirty_lab_loinc_abc": Scenario(WEIGHT, malformed_loinc, {}),
+    "dirty_med_dose_zero": Scenario(WEIGHT, zero_dose, {}),
+    "dirty_lab_text_email": Scenario(
+        WEIGHT, identifier_in_lab_text("see result letter sent to pat.doe@example.org"), {}
     ),
-    "dirty_lab_text_ssn": (WEIGHT, identifier_in_lab_text("ref 123-45-6789")),
+    "dirty_lab_text_ssn": Scenario(WEIGHT, identifier_in_lab_text("ref 123-45-6789"), {}),
 }

@@ -1,16 +1,18 @@
 """Synthetic monthly extract with a known answer key.
 
 :func:`generate_extract` writes a contract-shaped extract folder (seven tables, ``manifest.json``)
-plus two files the loader ignores: ``answer_key.csv`` (every LN-01, LN-05 and LN-07 case the audit
-must produce, with its outcome and the scenario that made it) and ``expected_quarantine.csv``
-(every deliberately dirty row). Output is a pure function of the arguments: one
-``random.Random(seed)``, no wall clock, same bytes every run.
+plus two files the loader ignores: ``expected_quarantine.csv`` (every deliberately dirty row) and
+``answer_key.csv`` (every case of all fifteen measures under both rule sets, with its outcome and
+the scenario of its patient), which an independent judge (``answer_key``) computes from the
+written files. Output is a pure function of the arguments: one ``random.Random(seed)``, no wall
+clock, same bytes every run.
 
-Each patient belongs to one scenario (see ``scenarios_ln01``, ``scenarios_ln05``,
-``scenarios_ln07``, ``dirty``); most are background patients who produce no case.
+Each patient belongs to one scenario (the ``scenarios_ln*`` modules, ``dirty``); most are
+background patients who produce no case. A scenario declares what it intends for the measure it
+was written for (``chart.Scenario.intent``); the tests check the judged key against it.
 
-The committed demo extract (``sample_data/demo_extract/``) is the default call;
-regenerate it after changing anything here with::
+The committed demo extract (``sample_data/demo_extract/``) is the default call with
+DEMO_PATIENTS patients; regenerate it after changing anything here with::
 
     .venv/bin/python -c "from chartaudit.sample_data.generator import write_demo_extract as w; w()"
 """
@@ -21,14 +23,23 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from chartaudit.sample_data import dirty as dirty_scenarios
-from chartaudit.sample_data import scenarios_ln01, scenarios_ln05, scenarios_ln07
+from chartaudit.sample_data import (
+    scenarios_ln01,
+    scenarios_ln02_04,
+    scenarios_ln05,
+    scenarios_ln06,
+    scenarios_ln07,
+    scenarios_ln08_10,
+    scenarios_ln11_13,
+    scenarios_ln14_15,
+)
+from chartaudit.sample_data.answer_key import outcome_counts, write_answer_key
 from chartaudit.sample_data.background import background_patient
-from chartaudit.sample_data.chart import Chart, Context
+from chartaudit.sample_data.chart import Chart, Context, Scenario
 from chartaudit.sample_data.clock import Clock, Unplaceable, shift_month
 from chartaudit.sample_data.sink import ExtractSink
 
@@ -36,39 +47,22 @@ DEMO_DIR = Path(__file__).parent / "demo_extract"
 BACKGROUND = "background"
 SOURCE = "chartaudit synthetic generator"
 
-Builder = Callable[[Chart], None]
-CASE_SCENARIOS: dict[str, tuple[float, Builder]] = {
-    **scenarios_ln01.SCENARIOS,
-    **scenarios_ln05.SCENARIOS,
-    **scenarios_ln07.SCENARIOS,
+MODULES = (
+    scenarios_ln01,
+    scenarios_ln02_04,
+    scenarios_ln05,
+    scenarios_ln06,
+    scenarios_ln07,
+    scenarios_ln08_10,
+    scenarios_ln11_13,
+    scenarios_ln14_15,
+)
+CASE_SCENARIOS: dict[str, Scenario] = {
+    label: scenario for module in MODULES for label, scenario in module.SCENARIOS.items()
 }
-# Scenarios placed round-robin over the coverage months, and the one topped up when there are
-# fewer of them than months (so every month has LN-01 and LN-05 cases).
-ROUND_ROBIN = {
-    "LN-01": (
-        "ln01_mri_1h",
-        [
-            label
-            for label in scenarios_ln01.SCENARIOS
-            if label
-            not in {
-                "ln01_dst_spring_forward",
-                "ln01_dst_fall_back",
-                "ln01_pending_no_mri",
-                "ln01_end_day_mri_2h",
-            }
-        ],
-    ),
-    "LN-05": (
-        "ln05_back_pain_mri_3d",
-        [
-            label
-            for label in scenarios_ln05.SCENARIOS
-            if label
-            not in {"ln05_pending_no_mri", "ln05_no_risk_feature", "ln05_malignancy_after_index"}
-        ],
-    ),
-}
+# Per episode measure, a filler scenario with short spans and at least one patient per month
+# (see Chart.place_episode), so every coverage month has cases of every episode measure.
+FILLERS: dict[str, str] = {m: label for module in MODULES for m, label in module.FILLER.items()}
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ class GeneratedExtract:
     answer_key: Path
     expected_quarantine: Path
     row_counts: dict[str, int]
-    case_counts: dict[str, dict[str, int]]  # measure -> outcome -> cases
+    case_counts: dict[str, dict[str, dict[str, int]]]  # rule set -> measure -> outcome -> cases
     quarantine_rows: int
     scenario_counts: dict[str, int]  # patients per scenario (background included)
     scenario_patients: dict[str, tuple[str, ...]]  # patient ids per non-background scenario
@@ -91,10 +85,11 @@ def scenario_counts(patients: int, months: int, *, dirty_rows: bool) -> dict[str
     """Patients per scenario: scaled by ``patients``, each at least once."""
     catalogue = {**CASE_SCENARIOS, **(dirty_scenarios.SCENARIOS if dirty_rows else {})}
     counts = {
-        label: max(1, round(weight * patients / 1000)) for label, (weight, _) in catalogue.items()
+        label: max(1, round(scenario.weight * patients / 1000))
+        for label, scenario in catalogue.items()
     }
-    for filler, labels in ROUND_ROBIN.values():
-        counts[filler] += max(0, months - sum(counts[label] for label in labels))
+    for filler in FILLERS.values():
+        counts[filler] = max(counts[filler], months)
     special = sum(counts.values())
     if special > patients:
         raise ValueError(f"patients={patients} is too few for every scenario; use >= {special}")
@@ -112,7 +107,7 @@ def build_patient(ctx: Context, patient_id: str, label: str) -> Chart:
     """All rows of one patient; a scenario that does not fit the coverage becomes background."""
     chart = Chart(ctx, patient_id, label)
     entry = CASE_SCENARIOS.get(label) or dirty_scenarios.SCENARIOS.get(label)
-    builder = entry[1] if entry else None
+    builder = entry.build if entry else None
     try:
         if builder is None:
             background_patient(chart)
@@ -156,22 +151,22 @@ def generate_extract(
     clock = Clock(timezone, end_month, months)
     counts = scenario_counts(patients, months, dirty_rows=dirty)
     sink = ExtractSink(out_dir, fmt)
-    ctx = Context(rng=rng, clock=clock, sink=sink)
+    ctx = Context(rng=rng, clock=clock, sink=sink, fillers=frozenset(FILLERS.values()))
     placed: Counter[str] = Counter()
     scenario_patients: dict[str, list[str]] = {}
+    scenario_of: dict[str, str] = {}
     for number, label in enumerate(assign_scenarios(rng, counts), start=1):
         chart = build_patient(ctx, f"PT{number:06d}", label)
         placed[chart.scenario] += 1
         if chart.scenario != BACKGROUND:
             scenario_patients.setdefault(chart.scenario, []).append(chart.patient_id)
-    case_counts: dict[str, Counter[str]] = {}
-    for row in sink.key:
-        case_counts.setdefault(row.measure_id, Counter())[row.outcome] += 1
+            scenario_of[chart.patient_id] = chart.scenario
     quarantine_rows = len(sink.quarantine)
-    key_path, quarantine_path = sink.close()
+    quarantine_path = sink.close()
     manifest_path = out_dir / "manifest.json"
     content = manifest(clock, end_month=end_month, seed=seed, timezone=timezone)
     manifest_path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    key_path, cases = write_answer_key(out_dir, scenario_of)
     return GeneratedExtract(
         out_dir=out_dir,
         tables={name: table.path for name, table in sink.tables.items()},
@@ -179,7 +174,7 @@ def generate_extract(
         answer_key=key_path,
         expected_quarantine=quarantine_path,
         row_counts={name: table.count for name, table in sink.tables.items()},
-        case_counts={m: dict(sorted(c.items())) for m, c in sorted(case_counts.items())},
+        case_counts=outcome_counts(cases),
         quarantine_rows=quarantine_rows,
         scenario_counts=dict(sorted(placed.items())),
         scenario_patients={k: tuple(v) for k, v in sorted(scenario_patients.items())},

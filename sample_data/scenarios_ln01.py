@@ -7,12 +7,11 @@ index encounter, or a died / left_ama / transferred departure at or before index
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from chartaudit.sample_data.chart import Chart, episode_starts
+from chartaudit.sample_data.chart import Chart, Scenario
 from chartaudit.sample_data.clock import Unplaceable, days, hours, minutes
 
 RED_FLAGS = (
@@ -23,9 +22,6 @@ RED_FLAGS = (
     "severe_neuro_deficit",
 )
 PRESENTING_DX = ("R32", "R15.9", "M54.89", "R29.898")
-EXCLUDING_DISPOSITIONS = ("died", "left_ama", "transferred")
-WINDOW = hours(12)
-LOOKBACK = hours(24)
 CERVICAL_MRI = "72141"
 LUMBAR_CT = "72131"
 
@@ -105,19 +101,6 @@ def red_flag_exam(chart: Chart, encounter_id: str, index: datetime) -> None:
         )
 
 
-def ln01_case(chart: Chart, visit: RedFlagVisit) -> str:
-    index, flag = visit.index, visit.flag
-    leaves_early = flag.disposition in EXCLUDING_DISPOSITIONS and visit.departure <= index + WINDOW
-    return chart.case(
-        "LN-01",
-        index,
-        visit.encounter_id,
-        excluded=flag.contraindication or leaves_early,
-        met=chart.spine_mri_within(index - LOOKBACK, index + WINDOW),
-        closes=index + WINDOW,
-    )
-
-
 # --- scenarios -------------------------------------------------------------------------------
 def single_red_flag(chart: Chart, **flag_fields) -> None:
     """One red flag at a round-robin month; the span keeps every event inside coverage."""
@@ -127,7 +110,7 @@ def single_red_flag(chart: Chart, **flag_fields) -> None:
     before = max(hours(27), hours(3) - mri)
     after = max(hours(16), mri + hours(6), stay + hours(1))
     index = chart.place_episode("LN-01", before=before, after=after)
-    ln01_case(chart, red_flag_visit(chart, index, flag))
+    red_flag_visit(chart, index, flag)
 
 
 def red_flag_across_dst(chart: Chart, *, direction: str) -> None:
@@ -142,65 +125,73 @@ def red_flag_across_dst(chart: Chart, *, direction: str) -> None:
     mri_at = chart.clock.exact(day, 10)
     if index - hours(27) < chart.clock.start or mri_at + hours(6) >= chart.clock.end:
         raise Unplaceable("the clock change is too close to the edge of coverage")
-    ln01_case(chart, red_flag_visit(chart, index, RedFlag(mri=mri_at - index)))
+    red_flag_visit(chart, index, RedFlag(mri=mri_at - index))
 
 
 def red_flag_on_last_evening(chart: Chart, *, mri: timedelta | None) -> None:
     """Red flag at 20:00 on the last day of coverage: no MRI yet is pending; +2 h is met."""
     index = chart.clock.exact(chart.clock.last_day, 20)
-    ln01_case(chart, red_flag_visit(chart, index, RedFlag(mri=mri, departure=hours(3))))
+    red_flag_visit(chart, index, RedFlag(mri=mri, departure=hours(3)))
 
 
 def repeated_red_flags(chart: Chart, *, gaps: tuple[timedelta, ...], mris: tuple) -> None:
     """Red flags at index + each gap, each in its own ED visit; episodes chain per 30 days."""
     offsets = (timedelta(0), *gaps)
     index = chart.place_episode("LN-01", before=hours(27), after=offsets[-1] + hours(16))
-    visits = [
+    for offset, mri in zip(offsets, mris, strict=True):
         red_flag_visit(chart, index + offset, RedFlag(mri=mri, disposition="discharged"))
-        for offset, mri in zip(offsets, mris, strict=True)
-    ]
-    starts = set(episode_starts([visit.index for visit in visits]))
-    for visit in visits:
-        if visit.index in starts:
-            ln01_case(chart, visit)
 
 
-Builder = Callable[[Chart], None]
+def _s(weight: float, build, outcomes) -> Scenario:
+    return Scenario(weight, build, {"LN-01": outcomes})
 
-SCENARIOS: dict[str, tuple[float, Builder]] = {
-    # label: (patients per 1000, builder)
-    "ln01_mri_1h": (3, partial(single_red_flag, mri=hours(1))),
-    "ln01_mri_3h30": (3, partial(single_red_flag, mri=hours(3.5), offset=True)),
-    "ln01_mri_11h": (2, partial(single_red_flag, mri=hours(11))),
-    "ln01_mri_12h00": (1, partial(single_red_flag, mri=hours(12))),
-    "ln01_mri_12h01": (1, partial(single_red_flag, mri=hours(12) + minutes(1))),
-    "ln01_mri_minus20h": (1, partial(single_red_flag, mri=-hours(20), setting="inpatient")),
-    "ln01_mri_30h": (1.5, partial(single_red_flag, mri=hours(30))),
-    "ln01_no_mri": (3, partial(single_red_flag)),
-    "ln01_mri_cancelled": (1, partial(single_red_flag, mri=hours(2), mri_status="cancelled")),
-    "ln01_cervical_mri_only": (1, partial(single_red_flag, mri=hours(3), mri_code=CERVICAL_MRI)),
-    "ln01_cauda_dx_dot": (1.5, partial(single_red_flag, trigger="G83.4", mri=hours(4))),
-    "ln01_cauda_dx_nodot": (1, partial(single_red_flag, trigger="G834", mri=hours(6))),
-    "ln01_dst_spring_forward": (0.4, partial(red_flag_across_dst, direction="forward")),
-    "ln01_dst_fall_back": (0.4, partial(red_flag_across_dst, direction="back")),
-    "ln01_excl_contraindication": (1, partial(single_red_flag, contraindication=True)),
-    "ln01_excl_left_ama": (
-        1,
-        partial(single_red_flag, disposition="left_ama", departure=hours(3)),
+
+MET, NOT_MET = {"met"}, {"not_met"}
+SCENARIOS: dict[str, Scenario] = {
+    # label: (patients per 1000, builder, intended LN-01 outcomes)
+    "ln01_mri_1h": _s(3, partial(single_red_flag, mri=hours(1)), MET),
+    "ln01_mri_3h30": _s(3, partial(single_red_flag, mri=hours(3.5), offset=True), MET),
+    "ln01_mri_11h": _s(2, partial(single_red_flag, mri=hours(11)), MET),
+    "ln01_mri_12h00": _s(1, partial(single_red_flag, mri=hours(12)), MET),
+    "ln01_mri_12h01": _s(1, partial(single_red_flag, mri=hours(12) + minutes(1)), NOT_MET),
+    "ln01_mri_minus20h": _s(1, partial(single_red_flag, mri=-hours(20), setting="inpatient"), MET),
+    "ln01_mri_30h": _s(1.5, partial(single_red_flag, mri=hours(30)), NOT_MET),
+    "ln01_no_mri": _s(3, partial(single_red_flag), NOT_MET),
+    "ln01_mri_cancelled": _s(
+        1, partial(single_red_flag, mri=hours(2), mri_status="cancelled"), NOT_MET
     ),
-    "ln01_transferred_20h": (
-        1,
-        partial(single_red_flag, disposition="transferred", departure=hours(20)),
+    "ln01_cervical_mri_only": _s(
+        1, partial(single_red_flag, mri=hours(3), mri_code=CERVICAL_MRI), NOT_MET
     ),
-    "ln01_excl_died": (0.7, partial(single_red_flag, disposition="died", departure=hours(6))),
-    "ln01_pending_no_mri": (0.4, partial(red_flag_on_last_evening, mri=None)),
-    "ln01_end_day_mri_2h": (0.4, partial(red_flag_on_last_evening, mri=hours(2))),
-    "ln01_repeat_10d_45d": (
+    "ln01_cauda_dx_dot": _s(1.5, partial(single_red_flag, trigger="G83.4", mri=hours(4)), MET),
+    "ln01_cauda_dx_nodot": _s(1, partial(single_red_flag, trigger="G834", mri=hours(6)), MET),
+    "ln01_dst_spring_forward": _s(0.4, partial(red_flag_across_dst, direction="forward"), MET),
+    "ln01_dst_fall_back": _s(0.4, partial(red_flag_across_dst, direction="back"), NOT_MET),
+    "ln01_excl_contraindication": _s(
+        1, partial(single_red_flag, contraindication=True), {"excluded"}
+    ),
+    "ln01_excl_left_ama": _s(
+        1, partial(single_red_flag, disposition="left_ama", departure=hours(3)), {"excluded"}
+    ),
+    "ln01_transferred_20h": _s(
+        1, partial(single_red_flag, disposition="transferred", departure=hours(20)), NOT_MET
+    ),
+    "ln01_excl_died": _s(
+        0.7, partial(single_red_flag, disposition="died", departure=hours(6)), {"excluded"}
+    ),
+    "ln01_pending_no_mri": _s(0.4, partial(red_flag_on_last_evening, mri=None), {"pending"}),
+    "ln01_end_day_mri_2h": _s(0.4, partial(red_flag_on_last_evening, mri=hours(2)), MET),
+    # episodes chain per 30 days: the 10-day flag joins the first episode, the 35/45-day one not
+    "ln01_repeat_10d_45d": _s(
         1,
         partial(repeated_red_flags, gaps=(days(10), days(45)), mris=(hours(2), None, hours(4))),
+        ("met", "met"),
     ),
-    "ln01_repeat_20d_35d": (
+    "ln01_repeat_20d_35d": _s(
         0.7,
         partial(repeated_red_flags, gaps=(days(20), days(35)), mris=(hours(3), None, None)),
+        ("met", "not_met"),
     ),
 }
+# The scenario that gives every coverage month an LN-01 case (see generator.FILLERS).
+FILLER = {"LN-01": "ln01_mri_1h"}

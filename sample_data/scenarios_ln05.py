@@ -9,14 +9,12 @@ Excluded: a red flag or cauda equina diagnosis in the index encounter; death wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from chartaudit.sample_data.chart import Chart, episode_starts
+from chartaudit.sample_data.chart import Chart, Scenario
 from chartaudit.sample_data.clock import days, hours, minutes
-from chartaudit.sample_data.scenarios_ln01 import RedFlag, RedFlagVisit, ln01_case
 
 # Leg-numbness diagnoses as EHRs write them: mostly dotted, a few without the dot.
 NUMBNESS_DX = (
@@ -40,7 +38,6 @@ SETTINGS = ("outpatient", "urgent_care", "emergency", "telehealth")
 SETTING_WEIGHTS = (60, 15, 15, 10)
 STAY_MINUTES = {"outpatient": 40, "urgent_care": 90, "emergency": 240, "telehealth": 20}
 WINDOW = days(14)
-LOOKBACK = days(7)
 
 
 @dataclass(frozen=True)
@@ -110,39 +107,15 @@ def malignancy_history(chart: Chart, arrival: datetime, case: Numbness) -> None:
         )
 
 
-def dies_within_window(chart: Chart, index: datetime) -> bool:
-    """death_date from the index's local date to the local date of index + 14 d."""
-    death = chart.death_date
-    if death is None:
-        return False
-    return chart.clock.local_date(index) <= death <= chart.clock.local_date(index + WINDOW)
-
-
-def ln05_case(chart: Chart, encounter_id: str, index: datetime, case: Numbness) -> None:
-    excluded = case.red_flag or dies_within_window(chart, index)
-    chart.case(
-        "LN-05",
-        index,
-        encounter_id,
-        excluded=excluded,
-        met=chart.spine_mri_within(index - LOOKBACK, index + WINDOW),
-        closes=index + WINDOW,
-    )
-
-
 def numbness_presentation(chart: Chart, arrival: datetime, case: Numbness) -> str:
-    """All rows of one presentation, and the LN-01 case a red flag makes; the caller declares
-    the LN-05 case (a follow-up visit in the same episode has none)."""
+    """All rows of one presentation (a red flag in it is an LN-01 case of its own)."""
     if case.malignancy:
         malignancy_history(chart, arrival, case)
-    encounter_id, flagged, departure = numbness_visit(chart, arrival, case)
+    encounter_id, _, _ = numbness_visit(chart, arrival, case)
     if case.mri is not None:
         numbness_mri(chart, encounter_id, arrival, case.mri)
     if case.death_after is not None:
         chart.death_date = chart.clock.local_date(arrival) + timedelta(days=case.death_after)
-    if case.red_flag:  # LN-01 takes it: an ED case of its own
-        flag = RedFlag(disposition="admitted")
-        ln01_case(chart, RedFlagVisit(encounter_id, flagged, departure, flag))
     return encounter_id
 
 
@@ -159,9 +132,7 @@ def single_presentation(chart: Chart, *, case_kind: str = "case", **fields) -> N
         arrival = chart.place_anywhere(before=before, after=after)
     else:
         arrival = chart.place_episode("LN-05", before=before, after=after, hour_range=(8, 17))
-    encounter_id = numbness_presentation(chart, arrival, case)
-    if case_kind == "case":
-        ln05_case(chart, encounter_id, arrival, case)
+    numbness_presentation(chart, arrival, case)
 
 
 def presentation_then_follow_up(chart: Chart) -> None:
@@ -169,30 +140,34 @@ def presentation_then_follow_up(chart: Chart) -> None:
     first = chart.place_episode(
         "LN-05", before=hours(2), after=WINDOW + days(1), hour_range=(8, 16)
     )
-    case = Numbness(mri=days(10))
-    encounter_id = numbness_presentation(chart, first, case)
+    numbness_presentation(chart, first, Numbness(mri=days(10)))
     follow_up = first + days(7) + hours(chart.rng.randint(-2, 2))
     numbness_presentation(chart, follow_up, Numbness())
-    assert episode_starts([first, follow_up]) == [first]
-    ln05_case(chart, encounter_id, first, case)
 
 
 def presentation_near_coverage_end(chart: Chart) -> None:
     """Index 3 days before the end of coverage, no MRI yet: pending."""
     arrival = chart.clock.exact(chart.clock.last_day - timedelta(days=3), 10)
-    case = Numbness()
-    ln05_case(chart, numbness_presentation(chart, arrival, case), arrival, case)
+    numbness_presentation(chart, arrival, Numbness())
 
 
-Builder = Callable[[Chart], None]
+def _s(weight: float, build, outcomes, **others) -> Scenario:
+    return Scenario(weight, build, {"LN-05": outcomes, **others})
 
-SCENARIOS: dict[str, tuple[float, Builder]] = {
-    "ln05_back_pain_mri_3d": (5, partial(single_presentation, mri=days(3) + hours(2), offset=True)),
-    "ln05_back_pain_mri_14d00": (1, partial(single_presentation, mri=days(14))),
-    "ln05_back_pain_mri_14d01": (1, partial(single_presentation, mri=days(14) + minutes(1))),
-    "ln05_back_pain_no_mri": (4, partial(single_presentation)),
-    "ln05_back_pain_mri_minus5d": (1, partial(single_presentation, mri=-days(5))),
-    "ln05_malignancy_mri": (
+
+MET, NOT_MET = {"met"}, {"not_met"}
+
+SCENARIOS: dict[str, Scenario] = {
+    "ln05_back_pain_mri_3d": _s(
+        5, partial(single_presentation, mri=days(3) + hours(2), offset=True), MET
+    ),
+    "ln05_back_pain_mri_14d00": _s(1, partial(single_presentation, mri=days(14)), MET),
+    "ln05_back_pain_mri_14d01": _s(
+        1, partial(single_presentation, mri=days(14) + minutes(1)), NOT_MET
+    ),
+    "ln05_back_pain_no_mri": _s(4, partial(single_presentation), NOT_MET),
+    "ln05_back_pain_mri_minus5d": _s(1, partial(single_presentation, mri=-days(5)), MET),
+    "ln05_malignancy_mri": _s(
         1,
         partial(
             single_presentation,
@@ -201,30 +176,34 @@ SCENARIOS: dict[str, tuple[float, Builder]] = {
             numbness_finding=True,
             mri=days(6),
         ),
+        MET,
     ),
-    "ln05_malignancy_no_mri": (
+    "ln05_malignancy_no_mri": _s(
         1,
         partial(single_presentation, back_pain=False, malignancy="Z85.3", numbness_finding=True),
+        NOT_MET,
     ),
-    "ln05_atypical_mri": (
-        1.5,
-        partial(single_presentation, back_pain=False, atypical=True, mri=days(9)),
+    "ln05_atypical_mri": _s(
+        1.5, partial(single_presentation, back_pain=False, atypical=True, mri=days(9)), MET
     ),
-    "ln05_atypical_no_mri": (
+    "ln05_atypical_no_mri": _s(
         1,
         partial(single_presentation, back_pain=False, atypical=True, numbness_finding=True),
+        NOT_MET,
     ),
-    "ln05_excl_red_flag": (1, partial(single_presentation, red_flag=True, mri=hours(2))),
-    "ln05_excl_death_14d": (0.7, partial(single_presentation, death_after=14)),
-    "ln05_death_day_15": (0.5, partial(single_presentation, death_after=15)),
-    "ln05_pending_no_mri": (0.5, presentation_near_coverage_end),
-    "ln05_repeat_7d": (1, presentation_then_follow_up),
+    # the red flag takes LN-01's 12 h path: LN-05 excluded, LN-01 met by the MRI 2 h after arrival
+    "ln05_excl_red_flag": _s(
+        1, partial(single_presentation, red_flag=True, mri=hours(2)), {"excluded"}, **{"LN-01": MET}
+    ),
+    "ln05_excl_death_14d": _s(0.7, partial(single_presentation, death_after=14), {"excluded"}),
+    "ln05_death_day_15": _s(0.5, partial(single_presentation, death_after=15), NOT_MET),
+    "ln05_pending_no_mri": _s(0.5, presentation_near_coverage_end, {"pending"}),
+    "ln05_repeat_7d": _s(1, presentation_then_follow_up, ("met",)),  # one episode
     # no case: numbness without an intermediate-risk feature; malignancy recorded only later
-    "ln05_no_risk_feature": (
-        3,
-        partial(single_presentation, case_kind="none", back_pain=False),
+    "ln05_no_risk_feature": _s(
+        3, partial(single_presentation, case_kind="none", back_pain=False), set()
     ),
-    "ln05_malignancy_after_index": (
+    "ln05_malignancy_after_index": _s(
         0.5,
         partial(
             single_presentation,
@@ -234,5 +213,7 @@ SCENARIOS: dict[str, tuple[float, Builder]] = {
             malignancy_after=True,
             numbness_finding=True,
         ),
+        set(),
     ),
 }
+FILLER = {"LN-05": "ln05_back_pain_mri_3d"}

@@ -1,5 +1,6 @@
-"""LN-07 scenarios: annual 10-g monofilament screening in diabetes, judged at the end of the
-extract's last month (the only LN-07 period in the answer key).
+"""LN-07 scenarios: annual 10-g monofilament screening in diabetes, written for the audit of the
+extract's last month (the key also judges earlier months whose 12-month look-back starts inside
+the coverage; the intents are about the last month).
 
 Eligible: diabetes recorded at or before the period end, age >= 18 (period year - birth year),
 and an encounter arriving in the 12 calendar months ending with the period. Excluded: bilateral
@@ -9,12 +10,11 @@ monofilament exam (finding normal/abnormal, or completed order) in the 12 months
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
 
-from chartaudit.sample_data.chart import Chart
+from chartaudit.sample_data.chart import Chart, Scenario
 from chartaudit.sample_data.clock import Clock, Unplaceable, days, minutes, shift_month
 
 DIABETES_POOL = (
@@ -27,9 +27,6 @@ DIABETES_POOL = (
     ("SNOMEDCT", "46635009"),
 )
 VALID_SCREENS = ("local_normal", "local_abnormal", "snomed", "order_g9226", "order_2028f")
-AMPUTATION_RIGHT = ("Z89.511", "Z89.611")
-AMPUTATION_LEFT = ("Z89.512", "Z89.612")
-AMPUTATION_BILATERAL = ("Q72.03", "Q72.23")
 DIABETES_MEDICATIONS = (
     ("metformin", "6809", 1000.0, 2.0),
     ("empagliflozin", "1545653", 10.0, 1.0),
@@ -61,15 +58,6 @@ class Lookback:
         return cls(
             clock.month_start(*shift_month(year, month, -11)), clock.end, f"{year}-{month:02d}"
         )
-
-    def __contains__(self, moment: datetime) -> bool:
-        return self.start <= moment <= self.end
-
-
-def bilateral_amputation(codes: tuple[str, ...]) -> bool:
-    return any(c in AMPUTATION_BILATERAL for c in codes) or (
-        any(c in AMPUTATION_RIGHT for c in codes) and any(c in AMPUTATION_LEFT for c in codes)
-    )
 
 
 def window_visits(chart: Chart, window: Lookback) -> list[tuple[str, datetime]]:
@@ -176,54 +164,42 @@ def record_screen(chart: Chart, d: Diabetic, encounter_id: str, at: datetime) ->
     chart.finding(encounter_id, "foot_inspection", rng.choice(("normal", "abnormal")), at)
 
 
-def record_exclusions(chart: Chart, d: Diabetic, window: Lookback, visits: list) -> bool:
-    """Amputation and palliative-care rows; True when the case is excluded."""
+def record_exclusions(chart: Chart, d: Diabetic, window: Lookback, visits: list) -> None:
+    """Amputation and palliative-care rows."""
     for code in d.amputations:
         chart.diagnosis(
             code, window.start - days(chart.rng.randint(200, 2000)), None, source="history"
         )
-    palliative_in_window = False
     if d.palliative == "in_window":
         encounter_id, arrival = visits[-1]
         chart.diagnosis("Z51.5", arrival + minutes(15), encounter_id)
-        palliative_in_window = arrival + minutes(15) in window
     elif d.palliative == "before_window":
         chart.diagnosis("Z51.5", window.start - days(chart.rng.randint(20, 60)), None)
-    return bilateral_amputation(d.amputations) or palliative_in_window
+
+
+def keyed_window(chart: Chart) -> Lookback:
+    """The last month's look-back; LN-07 is keyed only when it starts inside the coverage."""
+    window = Lookback.of(chart.clock)
+    if window.start < chart.clock.start:
+        raise Unplaceable("the coverage is shorter than LN-07's 12-month look-back")
+    return window
 
 
 def diabetic_patient(chart: Chart, d: Diabetic) -> None:
-    window = Lookback.of(chart.clock)
+    window = keyed_window(chart)
     year = int(window.period[:4])
     chart.birth_year = year - d.age if d.age is not None else chart.rng.randint(1935, 1996)
     visits = window_visits(chart, window) if d.visits_in_window else [old_visit(chart, 12)]
-    recorded = record_diabetes(chart, d, window, visits)
-    screened_at = None
+    record_diabetes(chart, d, window, visits)
     if d.screen:
         encounter_id, screened_at = screen_visit(chart, d, window, visits)
         record_screen(chart, d, encounter_id, screened_at)
-    excluded = record_exclusions(chart, d, window, visits)
-    eligible = (
-        recorded <= window.end
-        and year - chart.birth_year >= 18
-        and any(arrival in window for _, arrival in visits)
-    )
-    if eligible:
-        met = d.screen in VALID_SCREENS and screened_at is not None and screened_at in window
-        chart.case(
-            "LN-07",
-            window.end,
-            None,
-            excluded=excluded,
-            met=met,
-            closes=window.end,
-            period=window.period,
-        )
+    record_exclusions(chart, d, window, visits)
 
 
 def prediabetic_patient(chart: Chart) -> None:
     """Prediabetes only (R73.03, SNOMED 15777000) with a foot exam: not diabetes, no case."""
-    window = Lookback.of(chart.clock)
+    window = keyed_window(chart)
     visits = window_visits(chart, window)
     encounter_id, arrival = visits[0]
     chart.diagnosis("R73.03", arrival + minutes(15), encounter_id)
@@ -231,46 +207,43 @@ def prediabetic_patient(chart: Chart) -> None:
     record_screen(chart, Diabetic(screen="local_normal"), encounter_id, arrival + minutes(20))
 
 
-Builder = Callable[[Chart], None]
+MET, NOT_MET, EXCLUDED = {"met"}, {"not_met"}, {"excluded"}
 
 
-def _d(**fields) -> Builder:
-    return partial(diabetic_patient, d=Diabetic(**fields))
+def _d(weight: float, outcomes: set[str], **fields) -> Scenario:
+    return Scenario(weight, partial(diabetic_patient, d=Diabetic(**fields)), {"LN-07": outcomes})
 
 
-SCENARIOS: dict[str, tuple[float, Builder]] = {
-    "ln07_e119_local_normal": (28, _d(dx=("ICD10CM", "E11.9"), screen="local_normal")),
-    "ln07_e1142_local_abnormal": (
-        10,
-        _d(dx=("ICD10CM", "E11.42"), dx_when="encounter", screen="local_abnormal"),
+SCENARIOS: dict[str, Scenario] = {
+    "ln07_e119_local_normal": _d(28, MET, dx=("ICD10CM", "E11.9"), screen="local_normal"),
+    "ln07_e1142_local_abnormal": _d(
+        10, MET, dx=("ICD10CM", "E11.42"), dx_when="encounter", screen="local_abnormal"
     ),
-    "ln07_e109_snomed_exam": (7, _d(dx=("ICD10CM", "E109"), screen="snomed")),
-    "ln07_snomed_dx_order_g9226": (
-        7,
-        _d(dx=("SNOMEDCT", "44054006"), dx_when="encounter", screen="order_g9226"),
+    "ln07_e109_snomed_exam": _d(7, MET, dx=("ICD10CM", "E109"), screen="snomed"),
+    "ln07_snomed_dx_order_g9226": _d(
+        7, MET, dx=("SNOMEDCT", "44054006"), dx_when="encounter", screen="order_g9226"
     ),
-    "ln07_e139_order_2028f": (2, _d(dx=("ICD10CM", "E13.9"), screen="order_2028f")),
-    "ln07_age_18": (1, _d(dx=("ICD10CM", "E10.9"), age=18, screen="local_normal")),
-    "ln07_screen_at_window_start": (1, _d(screen="local_normal", screen_when="window_start")),
-    "ln07_screen_13mo_ago": (5, _d(screen="local_normal", screen_when="13mo_ago")),
-    "ln07_screen_1min_before_window": (
-        1,
-        _d(screen="local_abnormal", screen_when="window_start_minus_1min"),
+    "ln07_e139_order_2028f": _d(2, MET, dx=("ICD10CM", "E13.9"), screen="order_2028f"),
+    "ln07_age_18": _d(1, MET, dx=("ICD10CM", "E10.9"), age=18, screen="local_normal"),
+    "ln07_screen_at_window_start": _d(1, MET, screen="local_normal", screen_when="window_start"),
+    "ln07_screen_13mo_ago": _d(5, NOT_MET, screen="local_normal", screen_when="13mo_ago"),
+    "ln07_screen_1min_before_window": _d(
+        1, NOT_MET, screen="local_abnormal", screen_when="window_start_minus_1min"
     ),
-    "ln07_monofilament_not_done": (4, _d(screen="not_done")),
-    "ln07_no_screen": (28, _d()),
-    "ln07_order_not_completed": (1, _d(screen="order_not_completed")),
-    "ln07_excl_amputation_q7203": (1, _d(amputations=("Q72.03",))),
-    "ln07_excl_amputation_z89_bilateral": (
-        1,
-        _d(amputations=("Z89.511", "Z89.512"), screen="local_normal"),
+    "ln07_monofilament_not_done": _d(4, NOT_MET, screen="not_done"),
+    "ln07_no_screen": _d(28, NOT_MET),
+    "ln07_order_not_completed": _d(1, NOT_MET, screen="order_not_completed"),
+    "ln07_excl_amputation_q7203": _d(1, EXCLUDED, amputations=("Q72.03",)),
+    "ln07_excl_amputation_z89_bilateral": _d(
+        1, EXCLUDED, amputations=("Z89.511", "Z89.512"), screen="local_normal"
     ),
-    "ln07_one_side_amputation": (1, _d(amputations=("Z89.511",), screen="local_normal")),
-    "ln07_excl_palliative": (2, _d(palliative="in_window")),
-    "ln07_palliative_before_window": (1, _d(palliative="before_window")),
-    # no case
-    "ln07_no_encounter_12mo": (4, _d(dx_when="encounter", visits_in_window=False)),
-    "ln07_age_17": (1, _d(dx=("ICD10CM", "E10.9"), age=17, screen="local_normal")),
-    "ln07_prediabetes_only": (10, prediabetic_patient),
-    "ln07_dx_after_period": (1, _d(dx=("ICD10CM", "E11.9"), dx_when="after_period")),
+    "ln07_one_side_amputation": _d(1, MET, amputations=("Z89.511",), screen="local_normal"),
+    "ln07_excl_palliative": _d(2, EXCLUDED, palliative="in_window"),
+    "ln07_palliative_before_window": _d(1, NOT_MET, palliative="before_window"),
+    # no case in the last month
+    "ln07_no_encounter_12mo": _d(4, set(), dx_when="encounter", visits_in_window=False),
+    "ln07_age_17": _d(1, set(), dx=("ICD10CM", "E10.9"), age=17, screen="local_normal"),
+    "ln07_prediabetes_only": Scenario(10, prediabetic_patient, {"LN-07": set()}),
+    "ln07_dx_after_period": _d(1, set(), dx=("ICD10CM", "E11.9"), dx_when="after_period"),
 }
+FILLER: dict[str, str] = {}

@@ -1,10 +1,10 @@
-"""Where generated rows go: one buffered writer per contract table, plus the answer key and the
-expected quarantine. Rows are flushed in chunks, so memory stays flat however many patients."""
+"""Where generated rows go: one buffered writer per contract table, plus the expected quarantine.
+Rows are flushed in chunks, so memory stays flat however many patients. (The answer key is
+judged from the written files afterwards: see ``answer_key``.)"""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,15 +26,6 @@ _POLARS_TYPES = {
     "timestamp": pl.String,
 }
 
-ANSWER_KEY_COLUMNS = (
-    "measure_id",
-    "period",
-    "patient_id",
-    "encounter_id",
-    "index_time",
-    "outcome",
-    "scenario",
-)
 QUARANTINE_COLUMNS = ("table_name", "source_line", "column_name", "reason")
 
 
@@ -87,17 +78,6 @@ class TableSink:
             self._parquet.close()
 
 
-@dataclass(frozen=True)
-class KeyRow:
-    measure_id: str
-    period: str
-    patient_id: str
-    encounter_id: str
-    index_time: str
-    outcome: str
-    scenario: str
-
-
 class ExtractSink:
     """All outputs of one generation run."""
 
@@ -111,7 +91,6 @@ class ExtractSink:
         self.out_dir = out_dir
         self.fmt = fmt
         self.tables = {name: TableSink(TABLES[name], out_dir, fmt) for name in TABLE_ORDER}
-        self.key: list[KeyRow] = []
         self.quarantine: list[tuple[str, int, str, str]] = []
 
     def add(self, table: str, **values: Any) -> int:
@@ -120,12 +99,10 @@ class ExtractSink:
     def expect_quarantine(self, table: str, line: int, column: str, reason: str) -> None:
         self.quarantine.append((table, line, column, reason))
 
-    def close(self) -> tuple[Path, Path]:
+    def close(self) -> Path:
+        """Write out every table and ``expected_quarantine.csv``; returns the latter's path."""
         for sink in self.tables.values():
             sink.close()
-        key_path = self.out_dir / "answer_key.csv"
-        rows = sorted(self.key, key=lambda r: (r.measure_id, r.period, r.patient_id, r.index_time))
-        _write_csv(key_path, ANSWER_KEY_COLUMNS, [tuple(vars(r).values()) for r in rows])
         order = {name: i for i, name in enumerate(TABLE_ORDER)}
         # Lines are counted as in the CSV (header = line 1); the loader numbers Parquet rows
         # from 1, so a Parquet extract's expected lines are one lower.
@@ -136,7 +113,7 @@ class ExtractSink:
         )
         quarantine_path = self.out_dir / "expected_quarantine.csv"
         _write_csv(quarantine_path, QUARANTINE_COLUMNS, quarantine)
-        return key_path, quarantine_path
+        return quarantine_path
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:

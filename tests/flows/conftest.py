@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from chartaudit.audits.engine import Catalogue
 from chartaudit.sample_data.generator import generate_extract
 
 KEY_COLUMNS = ["measure_id", "period", "patient_id", "encounter_id", "index_time", "outcome"]
@@ -15,9 +16,9 @@ KEY_COLUMNS = ["measure_id", "period", "patient_id", "encounter_id", "index_time
 
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory) -> Path:
-    """A 400-patient, 13-month synthetic extract with its answer key (seeded)."""
+    """A 600-patient, 13-month synthetic extract with its answer key (seeded)."""
     folder = tmp_path_factory.mktemp("extract") / "synthetic"
-    generate_extract(folder, patients=400, months=13, seed=11)
+    generate_extract(folder, patients=600, months=13, seed=11)
     return folder
 
 
@@ -27,9 +28,14 @@ def extract_copy(generated, tmp_path) -> Path:
     return Path(shutil.copytree(generated, tmp_path / "extract"))
 
 
-def answer_key(extract: Path) -> pl.DataFrame:
+def answer_key(extract: Path, ruleset: str = "source-2025") -> pl.DataFrame:
+    """The key's cases of the measures the engine's catalogue has, under one rule set (the key
+    holds all fifteen measures under both; the comparison grows as measures land)."""
+    measures = [m.id for m in Catalogue.load().measures]
     key = pl.read_csv(extract / "answer_key.csv", infer_schema=False)
-    return key.with_columns(pl.col("encounter_id").fill_null(""))
+    return key.filter(pl.col("measure_id").is_in(measures) & (pl.col("ruleset") == ruleset)).select(
+        pl.exclude("ruleset").fill_null("")
+    )
 
 
 def case_rows(frame: pl.DataFrame) -> pl.DataFrame:

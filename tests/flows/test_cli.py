@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from chartaudit.storage import warehouse
+from tests.flows.conftest import answer_key
 from tests.flows.test_pipeline import run_pipeline
 
 CHARTAUDIT = Path(sys.executable).parent / "chartaudit"
@@ -104,7 +106,7 @@ def test_bad_arguments_fail_before_anything_runs(generated, tmp_path):
 def test_validate_reports_counts_and_writes_nothing(generated, tmp_path):
     done = chartaudit("validate", generated, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "encounters" in done.stdout and "974" in done.stdout
+    assert "encounters" in done.stdout and "1115" in done.stdout
     assert "not_allowed" in done.stdout
     assert "ignored extra file answer_key.csv" in done.stdout
     assert list(tmp_path.iterdir()) == []
@@ -138,7 +140,7 @@ def test_report_renders_a_published_period_and_refuses_a_missing_one(published, 
 
 def test_generate_is_deterministic(tmp_path):
     for name in ("a", "b"):
-        done = chartaudit("generate", tmp_path / name, "--patients", "150", "--seed", "3")
+        done = chartaudit("generate", tmp_path / name, "--patients", "600", "--seed", "3")
         assert done.returncode == 0, done.stderr
     for file in (tmp_path / "a").iterdir():
         assert file.read_bytes() == (tmp_path / "b" / file.name).read_bytes()
@@ -157,10 +159,8 @@ def test_demo_writes_the_warehouse_and_the_report(tmp_path):
                 "SELECT measure_id, count(*) FROM latest_case_results GROUP BY ALL"
             ).fetchall()
         )
-    key = Path(__file__).parents[2] / "sample_data" / "demo_extract" / "answer_key.csv"
-    rows = [line.split(",") for line in key.read_text().splitlines()[1:]]
-    expected = {}
-    for row in rows:
-        if row[1] == "2026-10":
-            expected[row[0]] = expected.get(row[0], 0) + 1
+    key = answer_key(Path(__file__).parents[2] / "sample_data" / "demo_extract")
+    expected = dict(
+        key.filter(pl.col("period") == "2026-10").group_by("measure_id").len().iter_rows()
+    )
     assert counts == expected

@@ -14,7 +14,7 @@ import pytest
 
 from chartaudit.sample_data.generator import GeneratedExtract, generate_extract
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
-from tests.sample_data.generator_reference import read_csv as read_rows
+from tests.sample_data.keyfiles import read_csv as read_rows
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})?$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -73,13 +73,13 @@ class Tables:
 
 
 @pytest.fixture(scope="module")
-def tables(extract300: GeneratedExtract) -> Tables:
-    return Tables(extract300)
+def tables(extract1000: GeneratedExtract) -> Tables:
+    return Tables(extract1000)
 
 
 @pytest.mark.parametrize("table", TABLE_ORDER)
-def test_header_is_exactly_the_contract_columns(extract300: GeneratedExtract, table: str) -> None:
-    header = extract300.tables[table].read_text().splitlines()[0]
+def test_header_is_exactly_the_contract_columns(extract1000: GeneratedExtract, table: str) -> None:
+    header = extract1000.tables[table].read_text().splitlines()[0]
     assert tuple(header.split(",")) == TABLES[table].column_names
 
 
@@ -199,18 +199,31 @@ def test_no_row_depends_on_a_dirty_row(tables: Tables) -> None:
             assert row.get("encounter_id") not in bad_encounters
 
 
-def test_events_fall_inside_the_coverage(extract300: GeneratedExtract, tables: Tables) -> None:
-    """Only history/problem-list diagnoses predate the coverage; only the LN-07 'diagnosed after
-    the period' scenario records anything after it."""
-    late_patients = set(extract300.scenario_patients["ln07_dx_after_period"])
+def test_events_fall_inside_the_coverage(extract1000: GeneratedExtract, tables: Tables) -> None:
+    """Only history/problem-list diagnoses predate the coverage; after it, only the LN-07
+    'diagnosed after the period' diagnosis and the departures of patients still admitted at the
+    end of coverage (LN-03 and LN-04 pending cases)."""
+    patients = extract1000.scenario_patients
+    late_diagnoses = set(patients["ln07_dx_after_period"])
+    still_admitted = {
+        patient
+        for label in (
+            "ln03_pending_still_admitted",
+            "ln03_still_admitted_examined",
+            "ln04_pending_still_admitted",
+        )
+        for patient in patients[label]
+    }
     for table in TABLE_ORDER[1:]:
         for row in tables.clean(table):
             for column in TABLES[table].columns:
                 if column.type != "timestamp" or not row[column.name]:
                     continue
                 moment = tables.instant(row[column.name])
-                if moment >= tables.end:
-                    assert table == "diagnoses" and row["patient_id"] in late_patients
+                if moment >= tables.end and column.name == "departure_time":
+                    assert row["patient_id"] in still_admitted
+                elif moment >= tables.end:
+                    assert table == "diagnoses" and row["patient_id"] in late_diagnoses
                 if moment < tables.start:
                     assert table == "diagnoses" and row["source"] in ("history", "problem_list")
 
@@ -227,8 +240,8 @@ def test_some_timestamps_carry_an_explicit_offset(tables: Tables) -> None:
 
 
 def test_parquet_holds_the_same_rows_as_csv(tmp_path: Path) -> None:
-    as_csv = generate_extract(tmp_path / "csv", patients=300)
-    as_parquet = generate_extract(tmp_path / "parquet", patients=300, fmt="parquet")
+    as_csv = generate_extract(tmp_path / "csv", patients=600)
+    as_parquet = generate_extract(tmp_path / "parquet", patients=600, fmt="parquet")
     for table in TABLE_ORDER:
         frame = pl.read_parquet(as_parquet.tables[table])
         assert tuple(frame.columns) == TABLES[table].column_names

@@ -13,23 +13,23 @@ def file_bytes(folder: Path) -> dict[str, bytes]:
 
 def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     random.seed(1)  # the generator must not depend on the global generator's state
-    generate_extract(tmp_path / "a", patients=300)
+    generate_extract(tmp_path / "a", patients=600)
     random.seed(2)
-    generate_extract(tmp_path / "b", patients=300)
+    generate_extract(tmp_path / "b", patients=600)
     first, second = file_bytes(tmp_path / "a"), file_bytes(tmp_path / "b")
     assert first.keys() == second.keys()
     assert first == second
 
 
 def test_parquet_output_is_deterministic_too(tmp_path: Path) -> None:
-    generate_extract(tmp_path / "a", patients=300, fmt="parquet")
-    generate_extract(tmp_path / "b", patients=300, fmt="parquet")
+    generate_extract(tmp_path / "a", patients=600, fmt="parquet")
+    generate_extract(tmp_path / "b", patients=600, fmt="parquet")
     assert file_bytes(tmp_path / "a") == file_bytes(tmp_path / "b")
 
 
 def test_a_different_seed_gives_different_data(tmp_path: Path) -> None:
-    generate_extract(tmp_path / "a", patients=300, seed=7)
-    generate_extract(tmp_path / "b", patients=300, seed=8)
+    generate_extract(tmp_path / "a", patients=600, seed=7)
+    generate_extract(tmp_path / "b", patients=600, seed=8)
     first, second = file_bytes(tmp_path / "a"), file_bytes(tmp_path / "b")
     for name in ("patients.csv", "encounters.csv", "findings.csv", "answer_key.csv"):
         assert first[name] != second[name], name
@@ -43,7 +43,7 @@ def test_a_different_seed_gives_different_data(tmp_path: Path) -> None:
 
 def test_manifest_is_derived_from_the_arguments(tmp_path: Path) -> None:
     result = generate_extract(
-        tmp_path, patients=300, months=13, seed=3, end_month="2026-12", timezone="Europe/Berlin"
+        tmp_path, patients=600, months=13, seed=3, end_month="2026-12", timezone="Europe/Berlin"
     )
     assert json.loads(result.manifest.read_text()) == {
         "extract_id": "synthetic-2026-12-s3",
@@ -56,8 +56,8 @@ def test_manifest_is_derived_from_the_arguments(tmp_path: Path) -> None:
 
 
 def test_regenerating_in_the_other_format_replaces_stale_tables(tmp_path: Path) -> None:
-    generate_extract(tmp_path, patients=300, fmt="csv")
-    result = generate_extract(tmp_path, patients=300, fmt="parquet")
+    generate_extract(tmp_path, patients=600, fmt="csv")
+    result = generate_extract(tmp_path, patients=600, fmt="parquet")
     assert not list(tmp_path.glob("patients.csv"))
     assert sorted(p.name for p in result.tables.values()) == sorted(
         p.name for p in tmp_path.glob("*.parquet")
