@@ -86,7 +86,9 @@ def lab_times(p: Patient, loincs: tuple[str, ...]) -> list[datetime]:
 
 
 def ln07(x: Extract, p: Patient) -> None:
-    """Judged at the end of each month whose 12-month look-back starts inside the coverage."""
+    """Judged at the end of each month whose 12-month look-back starts inside the coverage. The
+    look-back is [local midnight on the 1st of month M-11, local midnight after M): "at or before
+    the month end" is strictly before the next month's first instant."""
     diabetes = [d.time for d in p.dx if is_diabetes(d.system, d.code)]
     if not diabetes:
         return
@@ -95,24 +97,24 @@ def ln07(x: Extract, p: Patient) -> None:
         if start < x.coverage_start:
             continue
         eligible = (
-            any(t <= end for t in diabetes)
+            any(t < end for t in diabetes)
             and int(period[:4]) - p.birth_year >= 18
-            and any(within(e.arrival, start, end) for e in p.encounters)
+            and any(start <= e.arrival < end for e in p.encounters)
         )
         if not eligible:
             continue
-        codes = {d.code for d in p.dx if d.system == "ICD10CM" and d.time <= end}
+        codes = {d.code for d in p.dx if d.system == "ICD10CM" and d.time < end}
         amputated = bool(codes & AMPUTATION_BILATERAL) or bool(
             codes & AMPUTATION_RIGHT and codes & AMPUTATION_LEFT
         )
-        palliative = any(within(d.time, start, end) for d in p.icd("Z515".__eq__))
+        palliative = any(start <= d.time < end for d in p.icd("Z515".__eq__))
         screened = any(
             (f.system, f.code) in MONOFILAMENT_FINDINGS
             and f.result in DOCUMENTED
-            and within(f.time, start, end)
+            and start <= f.time < end
             for f in p.findings
         ) or any(
-            (o.system, o.code) in MONOFILAMENT_ORDERS and within(o.done, start, end)
+            (o.system, o.code) in MONOFILAMENT_ORDERS and o.done and start <= o.done < end
             for o in p.orders
         )
         outcome = x.outcome(excluded=amputated or palliative, met=screened, closes=None)
@@ -157,7 +159,7 @@ def ln10(x: Extract, p: Patient) -> None:
     first = min(m.time for m in starts)
     period = x.period(first)
     if not any(
-        is_diabetic_neuropathy(d.system, d.code) and d.time <= x.month_end(period) for d in p.dx
+        is_diabetic_neuropathy(d.system, d.code) and d.time < x.month_end(period) for d in p.dx
     ):
         return
     together = [m for m in starts if m.time == first]
@@ -208,7 +210,7 @@ def ln12(x: Extract, p: Patient) -> None:
                     lab.loinc == TSAT and lab.value < 20
                 )
             month_end = x.month_end(x.period(lab.time))
-            if low and any(t <= month_end for t in rls):
+            if low and any(t < month_end for t in rls):
                 candidates.append((lab.time, lab.encounter))
         for index, encounter in episodes(candidates):
             met = any(within(t, index, index + day(90)) for t in iron)
@@ -234,7 +236,7 @@ def ln13(x: Extract, p: Patient) -> None:
         by_instant.setdefault(m.time, []).append(m)
     for start, group in sorted(by_instant.items()):
         end = x.month_end(x.period(start))
-        if not any(t <= end for t in rls) or any(t <= end for t in parkinsons):
+        if not any(t < end for t in rls) or any(t < end for t in parkinsons):
             continue
         reasons = sorted(reason for m in group if (reason := ln13_reason(m, orders, ferritin)))
         outcome = "not_met" if reasons else "met"

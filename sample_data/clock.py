@@ -82,6 +82,12 @@ class Clock:
             return full
         return full[:19]
 
+    def next_month_start(self, instant: datetime) -> datetime:
+        """Local midnight on the 1st of the month after the one holding ``instant``: the first
+        instant that is no longer "at or before the end" of that month."""
+        local = instant.astimezone(self.zone)
+        return self.month_start(*shift_month(local.year, local.month, 1))
+
     def local_date(self, instant: datetime) -> date:
         return instant.astimezone(self.zone).date()
 

@@ -37,7 +37,7 @@ DIABETES_MEDICATIONS = (
 @dataclass(frozen=True)
 class Diabetic:
     dx: tuple[str, str] | None = None  # (code_system, code); None: one from DIABETES_POOL
-    dx_when: str = "problem_list"  # or "encounter", "after_period"
+    dx_when: str = "problem_list"  # or "encounter", "after_period" (at the period's end instant)
     screen: str | None = None  # VALID_SCREENS, "not_done", "order_not_completed" or None
     screen_when: str = "visit"  # or "13mo_ago", "window_start", "window_start_minus_1min"
     visits_in_window: bool = True
@@ -103,8 +103,8 @@ def old_visit(chart: Chart, months_back: int) -> tuple[str, datetime]:
 
 def record_diabetes(chart: Chart, d: Diabetic, window: Lookback, visits: list) -> datetime:
     system, code = d.dx or chart.rng.choice(DIABETES_POOL)
-    if d.dx_when == "after_period":
-        recorded = window.end + days(1) + minutes(chart.rng.randint(480, 900))
+    if d.dx_when == "after_period":  # local midnight starting the next month: not "at or before"
+        recorded = window.end
         chart.diagnosis(code, recorded, None, system=system)
     elif d.dx_when == "encounter":
         encounter_id, arrival = visits[0]

@@ -13,11 +13,11 @@ evidence-2026: met unless it is an opioid (tramadol, oxycodone). Never pending.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from chartaudit.sample_data.chart import Chart, Scenario
-from chartaudit.sample_data.clock import days, hours, minutes, shift_month
+from chartaudit.sample_data.clock import days, hours, minutes
 
 B12, MMA, TSH, TSH_FREE, CREATININE, EGFR, EGFR_2021, HIV = (
     "2132-9",
@@ -106,7 +106,9 @@ class PainfulNeuropathy:
     agents: tuple[tuple[str, timedelta], ...] = (("pregabalin", timedelta(0)),)
     cancelled: str | None = None  # this agent ordered two days before, then cancelled
     dn: tuple[str, str] = ("ICD10CM", "E11.42")  # the diabetic neuropathy diagnosis
-    dn_when: str = "before"  # "before" (problem list), "same_day_after", "next_month", "none"
+    # "before" (problem list), "same_day_after", "next_month" (at the first instant of the month
+    # after the start's: not "at or before the end" of the start's month), "none"
+    dn_when: str = "before"
 
 
 def agent_start(
@@ -142,8 +144,7 @@ def painful_neuropathy(chart: Chart, **fields) -> None:
     if p.dn_when == "same_day_after":
         chart.diagnosis(code, start + hours(1), encounter_id, system=system)
     elif p.dn_when == "next_month":
-        year, month = shift_month(*map(int, chart.clock.period_of(start).split("-")), 1)
-        recorded = chart.clock.exact(date(year, month, 3), 11)
+        recorded = chart.clock.next_month_start(start)
         chart.diagnosis(code, recorded, chart.side_visit(recorded, "Endocrinology", "outpatient"))
     if p.cancelled:
         agent_start(chart, encounter_id, p.cancelled, start - days(2), "cancelled")
@@ -259,7 +260,7 @@ SCENARIOS: dict[str, Scenario] = {
         0.5, MET, agents=(("duloxetine", timedelta(0)),), dn=("SNOMEDCT", "368581000119106")
     ),
     "ln10_dn_same_day_after_start": _ln10(0.5, MET, dn_when="same_day_after"),
-    "ln10_dn_next_month": _ln10(0.5, NO_CASE, dn_when="next_month"),
+    "ln10_dn_at_next_month_start": _ln10(0.5, NO_CASE, dn_when="next_month"),
     "ln10_diabetes_without_neuropathy": _ln10(0.5, NO_CASE, dn_when="none"),
 }
 FILLER = {"LN-08": "ln08_full_workup", "LN-09": "ln09_hba1c_10d", "LN-10": "ln10_pregabalin_first"}

@@ -13,11 +13,11 @@ met: a daily dose above the maximum (4 mg, 0.5 mg); a first order above the star
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from chartaudit.sample_data.chart import Chart, Scenario
-from chartaudit.sample_data.clock import days, hours, minutes, shift_month
+from chartaudit.sample_data.clock import days, hours, minutes
 
 FERRITIN, TSAT = "2276-4", "2502-3"
 NEXT_DAY, TEN_DAYS, TWENTY_DAYS = days(1), days(10), days(20)
@@ -79,7 +79,9 @@ class LowIron:
     results: tuple[tuple[str, float, timedelta], ...] = ((FERRITIN, 30.0, timedelta(0)),)
     iron: tuple[str, timedelta] | None = ("ferrous sulfate", TEN_DAYS)  # started at index + this
     iron_status: str = "active"
-    rls: str = "dx"  # G25.81 a week before; "symptoms": the finding only; "next_month"
+    # G25.81 a week before; "symptoms": the finding only; "next_month": the finding, and the
+    # diagnosis at the first instant of the next month (not "at or before the end" of this one)
+    rls: str = "dx"
     closed: timedelta = timedelta(0)
 
 
@@ -91,8 +93,7 @@ def low_iron_timeline(chart: Chart, index: datetime, low: LowIron) -> None:
     else:
         chart.finding(clinic, "rls_symptoms", "present", seen + minutes(10))
     if low.rls == "next_month":
-        year, month = shift_month(*map(int, chart.clock.period_of(index).split("-")), 1)
-        recorded = chart.clock.exact(date(year, month, 3), 11)
+        recorded = chart.clock.next_month_start(index)
         chart.diagnosis("G25.81", recorded, chart.side_visit(recorded, "Neurology", "outpatient"))
     for loinc, value, delta in low.results:
         at = index + delta
@@ -137,7 +138,8 @@ class Agonist:
     orders: tuple[Order, ...] = (("ropinirole", 0.25, 1.0, timedelta(0)),)
     ferritin: timedelta | None = TWENTY_DAYS  # collected this long before the first start
     cancelled_first: bool = False  # a cancelled 1 mg ropinirole order two days before
-    parkinsons: str | None = None  # G20 "before" the first order, or "later" (40 days after)
+    # G20 "before" the first order, or "later": at the first instant of the next month
+    parkinsons: str | None = None
     rls: str = "dx"  # on the problem list; "symptoms": the finding only
     gabapentin_first: bool = False  # gabapentin for RLS started 30 days before the agonist
 
@@ -154,7 +156,7 @@ def agonist_timeline(chart: Chart, first: datetime, a: Agonist) -> None:
     if a.parkinsons == "before":
         chart.diagnosis("G20", first - days(rng.randint(100, 500)), None, source="problem_list")
     elif a.parkinsons == "later":
-        at = first + days(40)
+        at = chart.clock.next_month_start(first)
         chart.diagnosis("G20.A1", at, chart.side_visit(at, "Neurology", "outpatient"))
     if a.ferritin is not None:
         at = first - a.ferritin
@@ -196,7 +198,7 @@ def agonist(chart: Chart, **fields) -> None:
     a = Agonist(**fields)
     later = max(delta for *_, delta in a.orders)
     if a.parkinsons == "later":
-        later = max(later, days(41))
+        later = max(later, days(32))
     if a.ferritin is not None:
         later = max(later, -a.ferritin)
     before = max(a.ferritin or timedelta(0), days(31) if a.gabapentin_first else days(3)) + hours(1)
@@ -295,7 +297,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ln12_ferric_carboxymaltose": _ln12(0.5, MET, iron=("ferric carboxymaltose", days(30))),
     # "an RLS patient" is the diagnosis, recorded by the end of the month
     "ln12_symptoms_only": _ln12(0.5, NO_CASE, rls="symptoms", iron=None),
-    "ln12_rls_dx_next_month": _ln12(0.5, NO_CASE, rls="next_month", iron=None),
+    "ln12_rls_dx_at_next_month_start": _ln12(0.5, NO_CASE, rls="next_month", iron=None),
     # a borderline ferritin starts the evidence-2026 episode; source-2025 waits for the low one
     "ln12_borderline_then_low": _ln12(
         0.7,

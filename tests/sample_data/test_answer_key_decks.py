@@ -14,8 +14,14 @@ import pytest
 
 from chartaudit.sample_data.answer_key import judge
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
-from tests.audits.decks import DECK_DIR, read_deck
 
+try:  # the decks ship beside the measures (audits/decks/) ...
+    from chartaudit.audits import decks as deck_module
+except ImportError:  # ... or, in older layouts, beside the tests
+    from tests.audits import decks as deck_module
+
+read_deck = deck_module.read_deck
+DECK_DIR = Path(deck_module.__file__).parent / "decks"
 DECKS = sorted(DECK_DIR.glob("*.yaml"))
 
 
