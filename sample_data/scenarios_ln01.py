@@ -155,6 +155,12 @@ SCENARIOS: dict[str, Scenario] = {
     "ln01_mri_12h00": _s(1, partial(single_red_flag, mri=hours(12)), MET),
     "ln01_mri_12h01": _s(1, partial(single_red_flag, mri=hours(12) + minutes(1)), NOT_MET),
     "ln01_mri_minus20h": _s(1, partial(single_red_flag, mri=-hours(20), setting="inpatient"), MET),
+    "ln01_mri_minus24h00": _s(
+        0.5, partial(single_red_flag, mri=-hours(24), setting="inpatient"), MET
+    ),
+    "ln01_mri_minus24h01": _s(
+        0.5, partial(single_red_flag, mri=-hours(24) - minutes(1), setting="inpatient"), NOT_MET
+    ),
     "ln01_mri_30h": _s(1.5, partial(single_red_flag, mri=hours(30)), NOT_MET),
     "ln01_no_mri": _s(3, partial(single_red_flag), NOT_MET),
     "ln01_mri_cancelled": _s(

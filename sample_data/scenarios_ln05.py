@@ -167,6 +167,10 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "ln05_back_pain_no_mri": _s(4, partial(single_presentation), NOT_MET),
     "ln05_back_pain_mri_minus5d": _s(1, partial(single_presentation, mri=-days(5)), MET),
+    "ln05_back_pain_mri_minus7d00": _s(0.5, partial(single_presentation, mri=-days(7)), MET),
+    "ln05_back_pain_mri_minus7d01": _s(
+        0.5, partial(single_presentation, mri=-days(7) - minutes(1)), NOT_MET
+    ),
     "ln05_malignancy_mri": _s(
         1,
         partial(

@@ -292,7 +292,10 @@ SCENARIOS: dict[str, Scenario] = {
         results=(ferritin(120.0), (TSAT, 19.0, timedelta(0))),
         iron=("ferrous sulfate", days(5)),
     ),
-    "ln12_iron_1d_before": _ln12(0.5, NOT_MET, iron=("ferrous sulfate", -days(1)), closed=days(90)),
+    "ln12_iron_at_the_result": _ln12(0.5, MET, iron=("ferrous sulfate", timedelta(0))),
+    "ln12_iron_1min_before": _ln12(
+        0.5, NOT_MET, iron=("ferrous sulfate", -minutes(1)), closed=days(90)
+    ),
     "ln12_iron_cancelled": _ln12(0.5, NOT_MET, iron_status="cancelled", closed=days(90)),
     "ln12_ferric_carboxymaltose": _ln12(0.5, MET, iron=("ferric carboxymaltose", days(30))),
     # "an RLS patient" is the diagnosis, recorded by the end of the month

@@ -172,7 +172,8 @@ SCENARIOS: dict[str, Scenario] = {
     "ln15_pad_dx_referral_90d01": _ln15(
         0.5, NOT_MET, trigger="pad_dx", referral=days(90) + minutes(1)
     ),
-    "ln15_referral_1h_before": _ln15(0.5, NOT_MET, referral=-hours(1), closed=days(90)),
+    "ln15_referral_at_the_index": _ln15(0.5, MET, referral=timedelta(0)),
+    "ln15_referral_1min_before": _ln15(0.5, NOT_MET, referral=-minutes(1), closed=days(90)),
     "ln15_referral_cancelled": _ln15(0.5, NOT_MET, referral_status="cancelled", closed=days(90)),
     "ln15_referral_podiatry": _ln15(0.5, NOT_MET, specialty="podiatry", closed=days(90)),
     "ln15_i739_only": _ln15(0.5, NO_CASE, trigger="i739"),
