@@ -19,7 +19,8 @@ from chartaudit.flows import steps
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
-from chartaudit.schemas.reader import ExtractRejected, check_extract
+from chartaudit.schemas.errors import ExtractRejected
+from chartaudit.schemas.layout import check_extract
 from chartaudit.schemas.validation import load_extract
 from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, WarehouseBusy
 
