@@ -15,6 +15,7 @@ from chartaudit.audits.measure import (
     Numerator,
     Version,
     Window,
+    leaves,
 )
 
 _ANCHOR_WORDS = {
@@ -33,7 +34,7 @@ _EPISODE_WORDS = {
 
 def duration(minutes: int) -> str:
     minutes = abs(minutes)
-    if minutes % (24 * 60) == 0:
+    if minutes % (24 * 60) == 0 and minutes >= 48 * 60:
         return f"{minutes // (24 * 60)} d"
     if minutes % 60 == 0:
         return f"{minutes // 60} h"
@@ -51,6 +52,8 @@ def bound_words(bound: Bound) -> str:
 
 def window_words(window: Window) -> str:
     start, end = window.start, window.end
+    if start and end and start == end and start.minutes == 0 and not start.strict:
+        return "at the index instant"
     if start and end:
         text = f"from {bound_words(start)} to {bound_words(end)}"
         strict = [name for name, b in (("start", start), ("end", end)) if b.strict]
@@ -127,8 +130,25 @@ def numerator_lines(numerator: Numerator) -> list[str]:
     else:
         lines = [f"Met when: {numerator.label}"]
         lines += criterion_lines(numerator.criterion, 1)
-    lines.append(f"Pending: not met yet and open at coverage end; decided once {closes}.")
+    if _decided_at_index(numerator):
+        lines.append("Never pending: everything it looks at is known at the index.")
+    else:
+        lines.append(f"Pending: not decided yet at coverage end; decided once {closes}.")
     return lines
+
+
+def _decided_at_index(numerator: Numerator) -> bool:
+    """No window reaching past the index, and not kept open by the index encounter."""
+    if numerator.closes != "window":
+        return False
+    criteria = [x.criterion for x in numerator.fails_if] or [numerator.criterion]
+    ends = [
+        leaf.window.end
+        for criterion in criteria
+        for leaf in leaves(criterion)
+        if leaf.window and leaf.window.end
+    ]
+    return all(end.anchor is None and end.minutes <= 0 for end in ends)
 
 
 def index_lines(definition: Definition) -> list[str]:
@@ -136,8 +156,9 @@ def index_lines(definition: Definition) -> list[str]:
     if index.trigger == "patient":
         lines = ["Cases: each patient, judged at the end of the audit month, who has"]
         return lines + criterion_lines(index.require, 1)
+    length = duration(index.episode_minutes) if index.episode_minutes else ""
     episodes = _EPISODE_WORDS.get(
-        index.episodes, f"the first qualifying event per patient within {index.episodes}"
+        index.episodes, f"the first qualifying event per patient within {length}"
     )
     if index.trigger == "event":
         lines = [f"Index: an event (its time is the index time); episodes: {episodes}"]

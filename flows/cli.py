@@ -244,7 +244,7 @@ def measures_show(
         catalogue.require_ruleset(ruleset)
         measure = catalogue.measure(measure_id)
         for line in measure_lines(measure):
-            out.print(line, markup=False, highlight=False)
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
         sql = compiled_sql(catalogue, measure, ruleset, period, timezone)
         out.print(f"\nCompiled SQL ({ruleset}, {period}, {timezone}):", markup=False)
         out.print(Syntax(sql, "sql", word_wrap=True, theme="ansi_dark"))
@@ -268,9 +268,14 @@ def measures_test(
         print_unreached(out, runs)
         failed = sum(not c.passed for run in runs for c in run.cases)
         total = sum(len(run.cases) for run in runs)
-        out.print(f"\n{total - failed} of {total} deck cases passed", markup=False)
+        cases = len({(run.deck.path, c.case.name) for run in runs for c in run.cases})
+        out.print(
+            f"\n{total - failed} of {total} deck case runs passed"
+            f" ({cases} cases, each under each rule set of its deck)",
+            markup=False,
+        )
         if failed:
-            raise DeckFailures(f"{failed} of {total} deck cases failed; see above")
+            raise DeckFailures(f"{failed} of {total} deck case runs failed; see above")
 
     _guarded(test)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +31,7 @@ class SettingsError(ValueError):
 
 
 class MeasureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     folders: list[Path] = []  # extra measure folders (measures/, value_sets/, decks/)
 
 
@@ -68,9 +69,9 @@ def load_settings() -> Settings:
         raise SettingsError(
             f"{path} or CHARTAUDIT_* variables: {where}: {problem['msg']}"
         ) from None
-    except ValueError as exc:  # a TOML syntax error
-        raise SettingsError(f"{path}: {exc}") from None
-    base = path.parent if path.is_file() else Path.cwd()
+    except ValueError as exc:  # TOML syntax, or a variable that is not JSON
+        raise SettingsError(f"{path} or CHARTAUDIT_* variables: {exc}") from None
+    base = path.resolve().parent if path.is_file() else Path.cwd()
     folders = [f if f.is_absolute() else base / f for f in settings.measures.folders]
     return settings.model_copy(update={"measures": MeasureSettings(folders=folders)})
 

@@ -202,7 +202,7 @@ def audit_step(work: Path, warehouse_path: Path | None = None) -> int:
     catalogue = plan.catalogue
     with canonical_connection(validated, plan.extract_id) as con:
         ran = run_measures(con, catalogue, plan.audit_period, plan.ruleset, plan.run_id)
-        cases = con.execute("SELECT count(*) FROM case_results").fetchone()[0]
+        (cases,) = con.execute("SELECT count(*) FROM case_results").fetchall()[0]
         earlier = warehouse.earlier_pending_cases(warehouse_path, plan.period)
         rejudged = []
         if earlier is not None:
