@@ -120,10 +120,10 @@ class RunOutputs:
     rejudge_runs: pl.DataFrame | None = None  # `runs` rows of earlier months judged again
 
 
-def earlier_pending_cases(path: Path, period: str) -> pl.DataFrame | None:
+def earlier_pending_cases(path: Path | None, period: str) -> pl.DataFrame | None:
     """The latest cases (all of them) of every month before ``period`` that still has pending
     cases, each with its rule set; None when there is no warehouse or nothing is pending."""
-    if not Path(path).exists():
+    if path is None or not Path(path).exists():
         return None
     with connect(path, read_only=True) as con:
         frame = con.sql(
