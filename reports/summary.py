@@ -194,7 +194,10 @@ def timing_summary_sql(case_results: str, measures: str) -> str:
     among denominator cases, how many had the event at all, the median and 90th percentile of
     hours index-to-event and arrival-to-event (linear interpolation), and how many had it by the
     reference line (LN-01: 4 h) and by the window's end (the pass mark, LN-01: 12 h).
-    ``hours_to_event`` of a not-met case is its late event, if any, so the times include them."""
+    ``hours_to_event`` of a not-met case is its late event, if any, so the times include them.
+    A measure with no reference line (or no fixed window) has NULL, not 0, in within_reference
+    (within_window): there is nothing to be within. A measure with no case gets a row of zeros
+    (times NULL)."""
     return f"""
 SELECT m.run_id, m.period, m.measure_id,
        count(c.run_id) AS denominator,
@@ -204,9 +207,11 @@ SELECT m.run_id, m.period, m.measure_id,
        median(c.hours_from_arrival) AS median_hours_from_arrival,
        quantile_cont(c.hours_from_arrival, 0.9) AS p90_hours_from_arrival,
        any_value(m.reference_hours) AS reference_hours,
-       count(*) FILTER (WHERE c.hours_to_event <= m.reference_hours) AS within_reference,
+       CASE WHEN any_value(m.reference_hours) IS NOT NULL THEN
+           count(*) FILTER (WHERE c.hours_to_event <= m.reference_hours) END AS within_reference,
        any_value(m.window_hours) AS window_hours,
-       count(*) FILTER (WHERE c.hours_to_event <= m.window_hours) AS within_window
+       CASE WHEN any_value(m.window_hours) IS NOT NULL THEN
+           count(*) FILTER (WHERE c.hours_to_event <= m.window_hours) END AS within_window
 FROM {measures} AS m
 LEFT JOIN (SELECT * FROM {case_results} WHERE outcome IN ('met', 'not_met')) AS c
     USING (run_id, measure_id)
