@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from chartaudit.audits.compiler import MeasureCompiler
-from chartaudit.audits.measure import MEASURE_DIR, Measure, load_measures
+from chartaudit.audits.measure import Measure, MeasureError, Version, leaves, load_measures
 from chartaudit.audits.period import AuditPeriod
-from chartaudit.audits.valuesets import VALUE_SET_DIR, ValueSet, load_value_sets
+from chartaudit.audits.valuesets import ValueSet, load_value_sets
 
 DEFAULT_RULESET = "source-2025"
+# The built-in catalogue folder: measures/*.yaml, value_sets/*.csv and decks/*.yaml.
+BUILT_IN = Path(__file__).parent
+FOLDER_HELP = "a measure folder holds measures/*.yaml, and value_sets/*.csv and decks/*.yaml"
 
 
 class UnknownRuleset(ValueError):
     pass
 
 
+def check_measure_folder(folder: Path) -> Path:
+    if not (folder / "measures").is_dir():
+        raise MeasureError(f"{folder}: not a measure folder ({FOLDER_HELP})")
+    return folder
+
+
 @dataclass(frozen=True)
 class Catalogue:
-    """The measures and value sets one run audits with."""
+    """The measures and value sets one run audits with: the built-in ones and those of the
+    extra measure folders named in settings or on the command line."""
 
     measures: tuple[Measure, ...]
     value_sets: dict[str, ValueSet]
+    folders: tuple[Path, ...] = (BUILT_IN,)
 
     @classmethod
-    def load(cls, measure_dir: Path = MEASURE_DIR, value_set_dir: Path = VALUE_SET_DIR):
-        value_sets = load_value_sets(value_set_dir)
-        return cls(tuple(load_measures(set(value_sets), measure_dir)), value_sets)
+    def load(cls, extra_folders: Sequence[Path | str] = ()) -> Catalogue:
+        extra = tuple(check_measure_folder(Path(f)) for f in extra_folders)
+        folders = (BUILT_IN, *extra)
+        value_sets = load_value_sets(tuple(f / "value_sets" for f in folders))
+        measures = load_measures(set(value_sets), tuple(f / "measures" for f in folders))
+        return cls(tuple(measures), value_sets, folders)
 
     @property
     def rulesets(self) -> tuple[str, ...]:
@@ -44,7 +59,14 @@ class Catalogue:
         for measure in self.measures:
             if measure.id.lower() == measure_id.lower():
                 return measure
-        raise KeyError(measure_id)
+        known = ", ".join(m.id for m in self.measures)
+        raise MeasureError(f"no measure {measure_id!r}; known: {known}")
+
+    def only(self, measure_id: str) -> Catalogue:
+        return Catalogue((self.measure(measure_id),), self.value_sets, self.folders)
+
+    def deck_files(self) -> list[Path]:
+        return sorted(p for f in self.folders for p in (f / "decks").glob("*.yaml"))
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,8 @@ class MeasureRun:
     """One measure as it judged one run: the row written to the ``measures`` table."""
 
     run_id: str
+    period: str
+    ruleset: str
     measure_id: str
     measure_version: str
     title: str
@@ -59,6 +83,23 @@ class MeasureRun:
     measure_type: str
     source: str
     reference_hours: float | None
+    window_hours: float | None  # the numerator window's end, when it is a fixed duration
+    changes: str  # what this version changes, for rule sets that differ
+    components: tuple[str, ...]  # names of the components reported as rates
+    also_report: tuple[str, ...]  # names of the facts reported beside the rate
+
+
+def window_hours(measure: Measure, version: Version) -> float | None:
+    """Hours from the index to the numerator window's end, when every leaf agrees on one."""
+    numerator = measure.definition(version).numerator
+    criteria = [x.criterion for x in numerator.fails_if] or [numerator.criterion]
+    ends = {
+        leaf.window.end.minutes
+        for criterion in criteria
+        for leaf in leaves(criterion)
+        if leaf.window and leaf.window.end
+    }
+    return ends.pop() / 60 if len(ends) == 1 and None not in ends else None
 
 
 def run_measures(
@@ -79,18 +120,25 @@ def run_measures(
         version = measure.version_for(ruleset, period.first_day)
         if version is None:
             continue
-        sql = MeasureCompiler(measure, version, catalogue.value_sets, period, run_id).sql()
-        con.execute(f"INSERT INTO {target} BY NAME {sql}")
+        compiler = MeasureCompiler(measure, version, catalogue.value_sets, period, run_id, ruleset)
+        con.execute(f"INSERT INTO {target} BY NAME {compiler.sql()}")
+        definition = compiler.definition
         ran.append(
             MeasureRun(
-                run_id,
-                measure.id,
-                version.version,
-                measure.title,
-                measure.unit,
-                measure.type,
-                measure.source,
-                measure.reference_hours,
+                run_id=run_id,
+                period=period.period,
+                ruleset=ruleset,
+                measure_id=measure.id,
+                measure_version=version.version,
+                title=measure.title,
+                unit=measure.unit,
+                measure_type=measure.type,
+                source=measure.source,
+                reference_hours=measure.reference_hours,
+                window_hours=window_hours(measure, version),
+                changes=version.changes,
+                components=tuple(x.name for x in definition.components),
+                also_report=tuple(x.name for x in definition.also_report),
             )
         )
     return ran

@@ -21,7 +21,8 @@ from pathlib import Path
 from chartaudit.schemas.codes import normalise_code
 
 VALUE_SET_DIR = Path(__file__).parent / "value_sets"
-_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# Letters, digits, _ . - and single inner spaces (ingredient names: "ferrous sulfate").
+_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]+(?: [A-Za-z0-9_.\-]+)*$")
 COLUMNS = ["code_system", "code", "description", "note"]
 
 
@@ -97,8 +98,19 @@ def read_value_set(path: Path) -> ValueSet:
     return ValueSet(path.stem, rules)
 
 
-def load_value_sets(directory: Path = VALUE_SET_DIR) -> dict[str, ValueSet]:
-    return {p.stem: read_value_set(p) for p in sorted(directory.glob("*.csv"))}
+def load_value_sets(directories: tuple[Path, ...] = (VALUE_SET_DIR,)) -> dict[str, ValueSet]:
+    """Every value set of the folders; a name defined twice is an error naming both files."""
+    found: dict[str, ValueSet] = {}
+    paths: dict[str, Path] = {}
+    for directory in directories:
+        for path in sorted(directory.glob("*.csv")):
+            if path.stem in found:
+                raise ValueSetError(
+                    f"{path}: value set {path.stem!r} is already defined in {paths[path.stem]};"
+                    " give yours another name"
+                )
+            found[path.stem], paths[path.stem] = read_value_set(path), path
+    return found
 
 
 def _quote(text: str) -> str:

@@ -9,17 +9,28 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.syntax import Syntax
 from rich.table import Table
 
+from chartaudit.audits.describe import measure_lines
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, UnknownRuleset
-from chartaudit.audits.measure import Group, Leaf, MeasureError, MinAge
+from chartaudit.audits.measure import MeasureError
 from chartaudit.audits.period import PeriodError, parse_period
 from chartaudit.audits.valuesets import ValueSetError
 from chartaudit.flows import steps
+from chartaudit.flows.deck_report import (
+    DeckFailures,
+    compiled_sql,
+    deck_runs,
+    print_deck_run,
+    print_unreached,
+)
+from chartaudit.flows.settings import SettingsError, measure_folders
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
-from chartaudit.schemas.reader import ExtractRejected, check_extract
+from chartaudit.schemas.errors import ExtractRejected
+from chartaudit.schemas.layout import check_extract
 from chartaudit.schemas.validation import load_extract
 from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, WarehouseBusy
 
@@ -44,6 +55,8 @@ EXPECTED_ERRORS = (
     ReportError,
     MeasureError,
     ValueSetError,
+    SettingsError,
+    DeckFailures,
     FileNotFoundError,
 )
 
@@ -51,6 +64,14 @@ WarehouseOption = Annotated[Path, typer.Option("--warehouse", help="DuckDB file.
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the HTML report.")]
 PeriodOption = Annotated[str, typer.Option("--period", help="Audit month, YYYY-MM.")]
 DEFAULT_OUT = Path("reports/out")
+MeasuresOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--measures",
+        help="An extra measure folder (measures/*.yaml, value_sets/*.csv, decks/*.yaml);"
+        " repeat for more. Default: [measures] folders in chartaudit.toml.",
+    ),
+]
 
 
 def _guarded(action: Callable[[], None]) -> None:
@@ -64,12 +85,12 @@ def _guarded(action: Callable[[], None]) -> None:
         raise typer.Exit(2) from None
 
 
-def _preflight(extract_dir: Path, period: str | None, ruleset: str) -> None:
-    """The checks that need no data: a bad argument or a rejected extract fails in a second,
-    before Prefect starts its temporary server."""
+def _preflight(extract_dir: Path, period: str | None, ruleset: str, folders: list[Path]) -> None:
+    """The checks that need no data: a bad argument, measure file or rejected extract fails in
+    a second, before Prefect starts its temporary server."""
     if period is not None:
         parse_period(period)
-    Catalogue.load().require_ruleset(ruleset)
+    Catalogue.load(folders).require_ruleset(ruleset)
     check_extract(extract_dir)
 
 
@@ -79,13 +100,21 @@ def _run_flow(
     warehouse: Path,
     out_dir: Path,
     ruleset: str = DEFAULT_RULESET,
+    folders: list[Path] | None = None,
     **kw,
 ) -> None:
-    _preflight(extract_dir, period, ruleset)
+    folders = measure_folders(folders)
+    _preflight(extract_dir, period, ruleset, folders)
     from chartaudit.flows.monthly_audit import monthly_audit  # Prefect loads only when needed
 
     outcome = monthly_audit(
-        str(extract_dir), period, str(warehouse), str(out_dir), ruleset=ruleset, **kw
+        str(extract_dir),
+        period,
+        str(warehouse),
+        str(out_dir),
+        ruleset=ruleset,
+        measure_folders=[str(f) for f in folders],
+        **kw,
     )
     out.print(
         f"[bold]period {outcome.period}[/]: {outcome.cases} cases judged (run {outcome.run_id})"
@@ -104,6 +133,7 @@ def run(
     max_quarantine_share: Annotated[
         float, typer.Option(help="Fail when a table has a larger quarantined share.")
     ] = steps.DEFAULT_MAX_QUARANTINE_SHARE,
+    folders: MeasuresOption = None,
 ) -> None:
     """Load, validate and audit one month of an extract; write the warehouse and the report."""
     _guarded(
@@ -113,6 +143,7 @@ def run(
             warehouse,
             out_dir,
             ruleset=ruleset,
+            folders=folders,
             max_quarantine_share=max_quarantine_share,
         )
     )
@@ -168,78 +199,85 @@ def report(
     _guarded(render)
 
 
+def _catalogue(folders: list[Path] | None) -> Catalogue:
+    return Catalogue.load(measure_folders(folders))
+
+
 @measures_app.callback()
-def measures(ctx: typer.Context) -> None:
-    """List the measures (the default) or show one."""
+def measures(ctx: typer.Context, folders: MeasuresOption = None) -> None:
+    """List the measures (the default), show one, or run their test decks."""
+    ctx.obj = folders
     if ctx.invoked_subcommand is None:
-        _guarded(_list_measures)
+        _guarded(lambda: _list_measures(folders))
 
 
 @measures_app.command("list")
-def measures_list() -> None:
+def measures_list(ctx: typer.Context) -> None:
     """One line per measure."""
-    _guarded(_list_measures)
+    _guarded(lambda: _list_measures(ctx.obj))
 
 
-def _list_measures() -> None:
+def _list_measures(folders: list[Path] | None) -> None:
     table = Table(title="Measures")
-    for column in ("id", "title", "unit", "type", "versions (rule sets)"):
+    for column in ("id", "title", "unit", "type", "versions (rule sets, from)"):
         table.add_column(column)
-    for m in Catalogue.load().measures:
-        versions = "; ".join(f"{v.version} ({', '.join(v.rulesets)})" for v in m.versions)
+    for m in _catalogue(folders).measures:
+        versions = "; ".join(
+            f"{v.version} ({', '.join(v.rulesets)}, {v.effective_from})" for v in m.versions
+        )
         table.add_row(m.id, m.title, m.unit, m.type, versions)
     out.print(table)
 
 
 @measures_app.command("show")
-def measures_show(measure_id: Annotated[str, typer.Argument(help="e.g. LN-01")]) -> None:
-    """A measure's populations, value sets and source statement."""
+def measures_show(
+    ctx: typer.Context,
+    measure_id: Annotated[str, typer.Argument(help="e.g. LN-01")],
+    ruleset: Annotated[str, typer.Option(help="Rule set of the SQL shown.")] = DEFAULT_RULESET,
+    period: Annotated[str, typer.Option(help="Audit month of the SQL shown.")] = "2026-10",
+    timezone: Annotated[str, typer.Option(help="Time zone of the SQL shown.")] = "UTC",
+) -> None:
+    """A measure in words, what differs between the rule sets, and its compiled SQL."""
 
     def show() -> None:
-        catalogue = Catalogue.load()
-        try:
-            measure = catalogue.measure(measure_id)
-        except KeyError:
-            known = ", ".join(m.id for m in catalogue.measures)
-            raise MeasureError(f"no measure {measure_id!r}; known: {known}") from None
-        out.print(f"[bold]{measure.id}[/] {measure.title}")
-        out.print(f"unit: {measure.unit}   type: {measure.type}   file: {measure.path}")
-        out.print(f"source: {measure.source}", markup=False)
-        out.print(f"index ({measure.index.trigger}):", markup=False)
-        _print_criterion(measure.index.criterion, 1)
-        for exclusion in measure.exclusions:
-            out.print(f"exclusion: {exclusion.reason}", markup=False)
-            _print_criterion(exclusion.criterion, 1)
-        out.print(f"numerator: {measure.numerator.label}", markup=False)
-        _print_criterion(measure.numerator.criterion, 1)
-        for v in measure.versions:
-            out.print(f"version {v.version}: {', '.join(v.rulesets)} from {v.effective_from}")
+        catalogue = _catalogue(ctx.obj)
+        catalogue.require_ruleset(ruleset)
+        measure = catalogue.measure(measure_id)
+        for line in measure_lines(measure):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        sql = compiled_sql(catalogue, measure, ruleset, period, timezone)
+        out.print(f"\nCompiled SQL ({ruleset}, {period}, {timezone}):", markup=False)
+        out.print(Syntax(sql, "sql", word_wrap=True, theme="ansi_dark"))
 
     _guarded(show)
 
 
-def _print_criterion(criterion, depth: int) -> None:
-    pad = "  " * depth
-    if criterion is None:
-        return
-    if isinstance(criterion, MinAge):
-        out.print(f"{pad}age >= {criterion.years}", markup=False)
-    elif isinstance(criterion, Group):
-        out.print(f"{pad}{criterion.kind.replace('_', ' ')}:", markup=False)
-        for child in criterion.children:
-            _print_criterion(child, depth + 1)
-    elif isinstance(criterion, Leaf):
-        parts = [criterion.table]
-        if criterion.value_set:
-            parts.append(f"in {criterion.value_set}")
-        parts += [f"{c} in {list(v)}" for c, v in criterion.where]
-        if criterion.scope == "index_encounter":
-            parts.append("in the index encounter")
-        if criterion.window:
-            w = criterion.window
-            edge = lambda b: "open" if b is None else (b.anchor or f"{b.minutes / 60:+g} h")  # noqa: E731
-            parts.append(f"{criterion.time or 'time'} in [{edge(w.start)}, {edge(w.end)}]")
-        out.print(f"{pad}{' · '.join(parts)}", markup=False)
+@measures_app.command("test")
+def measures_test(
+    ctx: typer.Context,
+    measure_id: Annotated[str | None, typer.Argument(help="One measure; default all.")] = None,
+) -> None:
+    """Run the measures' test decks: each case, the criteria it exercised, and the criteria no
+    case reaches. Exit 1 when a case gets another outcome than it expects."""
+
+    def test() -> None:
+        catalogue = _catalogue(ctx.obj)
+        runs = deck_runs(catalogue, measure_id)
+        for run in runs:
+            print_deck_run(out, run)
+        print_unreached(out, runs)
+        failed = sum(not c.passed for run in runs for c in run.cases)
+        total = sum(len(run.cases) for run in runs)
+        cases = len({(run.deck.path, c.case.name) for run in runs for c in run.cases})
+        out.print(
+            f"\n{total - failed} of {total} deck case runs passed"
+            f" ({cases} cases, each under each rule set of its deck)",
+            markup=False,
+        )
+        if failed:
+            raise DeckFailures(f"{failed} of {total} deck case runs failed; see above")
+
+    _guarded(test)
 
 
 @app.command()

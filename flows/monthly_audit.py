@@ -42,9 +42,11 @@ io_task = task(
 
 
 @io_task
-def load(extract_dir: str, work: str, period: str | None, ruleset: str) -> steps.RunPlan:
+def load(
+    extract_dir: str, work: str, period: str | None, ruleset: str, measure_folders: list[str]
+) -> steps.RunPlan:
     logger = get_run_logger()
-    plan = steps.load_step(Path(extract_dir), Path(work), period, ruleset)
+    plan = steps.load_step(Path(extract_dir), Path(work), period, ruleset, tuple(measure_folders))
     if plan.timezone_defaulted:
         logger.warning("manifest.json gives no time zone: naive timestamps are read as UTC")
     if plan.coverage_end_observed:
@@ -78,9 +80,13 @@ def validate(work: str, max_quarantine_share: float) -> None:
 
 
 @task(cache_policy=NONE)
-def audit(work: str) -> int:
-    cases = steps.audit_step(Path(work))
-    get_run_logger().info("%d cases judged", cases)
+def audit(work: str, warehouse_path: str) -> int:
+    cases = steps.audit_step(Path(work), Path(warehouse_path))
+    logger = get_run_logger()
+    logger.info("%d cases judged", cases)
+    rejudged = steps.rejudged_summary(Path(work))
+    if rejudged:
+        logger.info("pending cases of earlier months judged again: %s", rejudged)
     return cases
 
 
@@ -124,19 +130,22 @@ def monthly_audit(
     out_dir: str = "reports/out",
     ruleset: str = DEFAULT_RULESET,
     max_quarantine_share: float = steps.DEFAULT_MAX_QUARANTINE_SHARE,
+    measure_folders: list[str] | None = None,
 ) -> AuditOutcome:
     """Audit one month of an extract into the warehouse and render its report.
 
-    ``period`` defaults to the extract's last complete month. A rejected extract writes
-    nothing; any later failure marks the run failed and leaves every result as it was.
+    ``period`` defaults to the extract's last complete month; ``measure_folders`` adds measure
+    folders to the built-in catalogue. Earlier months' pending cases that this extract decides
+    are judged again. A rejected extract writes nothing; any later failure marks the run failed
+    and leaves every result as it was.
     """
     work = tempfile.mkdtemp(prefix="chartaudit-run-")
     try:
-        plan = load(extract_dir, work, period, ruleset)
+        plan = load(extract_dir, work, period, ruleset, list(measure_folders or []))
         warehouse.begin_run(Path(warehouse_path), plan.record)
         try:
             validate(work, max_quarantine_share)
-            cases = audit(work)
+            cases = audit(work, warehouse_path)
             summarise(work)
             publish(work, warehouse_path)
         except Exception as exc:

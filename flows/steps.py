@@ -3,10 +3,12 @@
 Prefect tasks (monthly_audit.py) wrap these one to one and pass only the work folder's path
 between them; tests call them directly. The work folder holds each step's output as Parquet:
 
-    plan.json      run id, period, rule set, extract identity, coverage end
+    plan.json      run id, period, rule set, measure folders, extract identity, coverage end
     raw/           the extract as read (typed), with read faults
     validated/     canonical rows, quarantine, load counts
-    results/       case_results, measures, measure_summary
+    results/       case_results and measures (this month's run, and the runs of earlier months
+                   whose pending cases the newer extract decided), rejudged_cases, rejudge_runs,
+                   then the summaries: measure_summary, component_summary, timing_summary
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, run_measures
+from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, MeasureRun, run_measures
 from chartaudit.audits.period import AuditPeriod, last_complete_period, parse_period
+from chartaudit.audits.rejudge import rejudge_pending
 from chartaudit.reports.render import render_markdown_summary, render_report
-from chartaudit.reports.summary import summarise_sql
+from chartaudit.reports.summary import component_summary_sql, summarise_sql, timing_summary_sql
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
 from chartaudit.schemas.reader import RawExtract, read_extract
 from chartaudit.schemas.results import RESULT_TABLES_DDL, canonical_table_ddl
@@ -56,13 +59,19 @@ class RunPlan:
     coverage_end_observed: bool  # True when taken from the data, not the manifest
     code_version: str
     started_at: str
+    measure_folders: tuple[str, ...] = ()  # extra measure folders beside the built-in ones
 
     def save(self, work: Path) -> None:
         (work / "plan.json").write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, work: Path) -> RunPlan:
-        return cls(**json.loads((work / "plan.json").read_text()))
+        fields = json.loads((work / "plan.json").read_text())
+        return cls(**{**fields, "measure_folders": tuple(fields.get("measure_folders", ()))})
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return Catalogue.load(self.measure_folders)
 
     @property
     def audit_period(self) -> AuditPeriod:
@@ -118,10 +127,14 @@ def _latest_instant(raw: RawExtract) -> datetime | None:
 
 
 def load_step(
-    extract_dir: Path, work: Path, period: str | None, ruleset: str = DEFAULT_RULESET
+    extract_dir: Path,
+    work: Path,
+    period: str | None,
+    ruleset: str = DEFAULT_RULESET,
+    measure_folders: tuple[str, ...] = (),
 ) -> RunPlan:
     """Read the extract (table-level faults raise ExtractRejected) and plan the run."""
-    Catalogue.load().require_ruleset(ruleset)
+    Catalogue.load(measure_folders).require_ruleset(ruleset)
     raw = read_extract(extract_dir)
     raw.save(work / "raw")
     manifest = raw.manifest
@@ -145,6 +158,7 @@ def load_step(
         coverage_end_observed=manifest.coverage_end is None,
         code_version=code_version(),
         started_at=now.isoformat(),
+        measure_folders=tuple(str(f) for f in measure_folders),
     )
     plan.save(work)
     return plan
@@ -178,31 +192,107 @@ def canonical_connection(validated: ValidatedExtract, extract_id: str) -> duckdb
     return con
 
 
-def audit_step(work: Path) -> int:
-    """Judge every case of every measure in effect; returns the number of cases."""
+def audit_step(work: Path, warehouse_path: Path | None = None) -> int:
+    """Judge every case of every measure in effect; then judge again the earlier months'
+    pending cases that the warehouse holds (see audits/rejudge.py). Returns this month's cases."""
     plan = RunPlan.load(work)
     validated = ValidatedExtract.load(work / "validated")
     results = work / "results"
     results.mkdir(parents=True, exist_ok=True)
+    catalogue = plan.catalogue
     with canonical_connection(validated, plan.extract_id) as con:
-        ran = run_measures(con, Catalogue.load(), plan.audit_period, plan.ruleset, plan.run_id)
-        pl.DataFrame([asdict(m) for m in ran]).write_parquet(results / "measures.parquet")
-        con.execute(f"COPY case_results TO '{results / 'case_results.parquet'}' (FORMAT parquet)")
-        return con.execute("SELECT count(*) FROM case_results").fetchone()[0]
+        ran = run_measures(con, catalogue, plan.audit_period, plan.ruleset, plan.run_id)
+        (cases,) = con.execute("SELECT count(*) FROM case_results").fetchall()[0]
+        earlier = warehouse.earlier_pending_cases(warehouse_path, plan.period)
+        rejudged = []
+        if earlier is not None:
+            con.register("earlier_cases", earlier.to_arrow())
+            rejudged, reran = rejudge_pending(
+                con,
+                catalogue,
+                "earlier_cases",
+                plan.timezone,
+                datetime.fromisoformat(plan.coverage_end),
+                plan.run_id,
+            )
+            ran += reran
+            con.execute("INSERT INTO case_results BY NAME SELECT * FROM rejudge_case_results")
+            _copy(con, "rejudged_cases", results / "rejudged_cases.parquet")
+        _rejudge_runs(plan, rejudged).write_parquet(results / "rejudge_runs.parquet")
+        measure_frame(ran).write_parquet(results / "measures.parquet")
+        _copy(con, "case_results", results / "case_results.parquet")
+        return cases
+
+
+def measure_frame(ran: list[MeasureRun]) -> pl.DataFrame:
+    """The `measures` rows of what ran (typed, even when nothing was in effect)."""
+    schema = {
+        "run_id": pl.String,
+        "period": pl.String,
+        "ruleset": pl.String,
+        "measure_id": pl.String,
+        "measure_version": pl.String,
+        "title": pl.String,
+        "unit": pl.String,
+        "measure_type": pl.String,
+        "source": pl.String,
+        "reference_hours": pl.Float64,
+        "window_hours": pl.Float64,
+        "changes": pl.String,
+        "components": pl.List(pl.String),
+        "also_report": pl.List(pl.String),
+    }
+    return pl.DataFrame([asdict(m) for m in ran], schema=schema)
+
+
+def _copy(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
+    con.execute(f"COPY {table} TO '{path}' (FORMAT parquet)")
+
+
+def _rejudge_runs(plan: RunPlan, rejudged: list) -> pl.DataFrame:
+    """`runs` rows for the earlier months judged again: succeeded, on this run's extract."""
+    now = datetime.now(UTC)
+    return pl.DataFrame(
+        {
+            "run_id": [r.run_id for r in rejudged],
+            "period": [r.period for r in rejudged],
+            "ruleset": [r.ruleset for r in rejudged],
+            "status": ["succeeded"] * len(rejudged),
+            "started_at": [datetime.fromisoformat(plan.started_at)] * len(rejudged),
+            "finished_at": [now] * len(rejudged),
+            "extract_id": [plan.extract_id] * len(rejudged),
+            "input_digest": [plan.input_digest] * len(rejudged),
+            "code_version": [plan.code_version] * len(rejudged),
+            "timezone": [plan.timezone] * len(rejudged),
+            "coverage_end": [datetime.fromisoformat(plan.coverage_end)] * len(rejudged),
+            "kind": ["rejudge"] * len(rejudged),
+            "parent_run_id": [r.parent_run_id for r in rejudged],
+            "triggered_by": [plan.run_id] * len(rejudged),
+        },
+        schema_overrides={
+            "started_at": pl.Datetime("us", "UTC"),
+            "finished_at": pl.Datetime("us", "UTC"),
+            "coverage_end": pl.Datetime("us", "UTC"),
+        },
+    )
 
 
 def summarise_step(work: Path) -> pl.DataFrame:
-    """Rates with Wilson intervals per measure, overall and by site and setting."""
+    """Rates with Wilson intervals per measure, overall and by site and setting; component
+    rates; and time-to-event figures. One set of each per run (this month's and any rejudged)."""
     results = work / "results"
     with duckdb.connect() as con:
-        con.execute(
-            "CREATE VIEW case_results AS SELECT * FROM"
-            f" read_parquet('{results / 'case_results.parquet'}')"
-        )
-        con.execute(
-            f"CREATE VIEW measures AS SELECT * FROM read_parquet('{results / 'measures.parquet'}')"
-        )
+        for name in ("case_results", "measures"):
+            con.execute(
+                f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{results / name}.parquet')"
+            )
         summary = con.sql(summarise_sql("case_results", "measures")).pl()
+        con.sql(component_summary_sql("case_results", "measures")).pl().write_parquet(
+            results / "component_summary.parquet"
+        )
+        con.sql(timing_summary_sql("case_results", "measures")).pl().write_parquet(
+            results / "timing_summary.parquet"
+        )
     summary.write_parquet(results / "measure_summary.parquet")
     return summary
 
@@ -219,9 +309,31 @@ def publish_step(work: Path, warehouse_path: Path) -> None:
         measures=pl.read_parquet(results / "measures.parquet"),
         case_results=pl.read_parquet(results / "case_results.parquet"),
         measure_summary=pl.read_parquet(results / "measure_summary.parquet"),
+        component_summary=pl.read_parquet(results / "component_summary.parquet"),
+        timing_summary=pl.read_parquet(results / "timing_summary.parquet"),
+        rejudged_cases=_optional(results / "rejudged_cases.parquet"),
+        rejudge_runs=pl.read_parquet(results / "rejudge_runs.parquet"),
     )
     coverage_end = datetime.fromisoformat(plan.coverage_end)
     warehouse.publish_run(warehouse_path, plan.run_id, plan.extract_id, coverage_end, outputs)
+
+
+def rejudged_summary(work: Path) -> str:
+    """'2026-09 LN-01 pending -> met: 2; …' for the run log (empty when nothing changed)."""
+    path = work / "results" / "rejudged_cases.parquet"
+    if not path.exists():
+        return ""
+    counts = (
+        pl.read_parquet(path)
+        .group_by("period", "measure_id", "outcome")
+        .len()
+        .sort("period", "measure_id", "outcome")
+    )
+    return "; ".join(f"{p} {m} pending -> {o}: {n}" for p, m, o, n in counts.iter_rows())
+
+
+def _optional(path: Path) -> pl.DataFrame | None:
+    return pl.read_parquet(path) if path.exists() else None
 
 
 def report_step(warehouse_path: Path, period: str, out_dir: Path) -> tuple[Path, str]:

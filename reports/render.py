@@ -1,8 +1,11 @@
 """The monthly compliance report: one self-contained HTML file, and a short Markdown summary.
 
 Both read the warehouse only (warehouse-contract.md): the newest succeeded run of the period from
-`latest_runs`, its rows in `latest_measure_summary` and `latest_case_results`, and that run's
-`measures`, `load_counts` and `quarantine` rows. Every value in the HTML goes through Jinja2's
+`latest_runs`; its rows in `latest_measure_summary`, `latest_component_summary`,
+`latest_timing_summary` and `latest_case_results`; that run's `measures`; the `rejudged_cases` it
+decided (for a `rejudge` run: the cases of its own month that were judged again); and the
+`load_counts` and `quarantine` rows of the run that loaded the extract (a `rejudge` run loads
+nothing: those of the audit run that triggered it). Every value in the HTML goes through Jinja2's
 autoescaping (health data: a site name or evidence text is never trusted as markup), and the page
 has inline CSS only: no script, no external URL.
 """
@@ -25,10 +28,15 @@ import jinja2
 
 # Not-met cases listed per measure; the rest are counted as omitted.
 NOT_MET_ROW_CAP = 500
+# Cases judged again listed per (month, measure); the rest are counted as omitted.
+REJUDGED_ROW_CAP = 500
 # Quarantine (table, column, rule) groups listed in the data-quality section.
 TOP_QUARANTINE_RULES = 10
 
 PENDING_EXPLANATION = "window still open at coverage end; judged again next month"
+
+# Outcomes in the order the rejudged counts list them.
+_OUTCOME_ORDER = {"met": 0, "not_met": 1, "excluded": 2, "pending": 3}
 
 _PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 _DASH = "\u2014"
@@ -67,6 +75,40 @@ def _count(value: int | None) -> str:
 
 def _hours(value: float | None) -> str:
     return _DASH if value is None else f"{value:.1f} h"
+
+
+def _elapsed(value: float | None) -> str:
+    """Measured hours as today ("3.5 h"), with days beside them from 48 h ("216.0 h (9.0 d)")."""
+    if value is None:
+        return _DASH
+    if abs(value) >= 48:
+        return f"{_hours(value)} ({value / 24:.1f} d)"
+    return _hours(value)
+
+
+def _span(value: float | None) -> str:
+    """A line or window: "4 h", "12 h", "1.5 h"; in days from 48 h: "14 d", "2.5 d"."""
+    if value is None:
+        return _DASH
+    amount, unit = (value / 24, "d") if abs(value) >= 48 else (value, "h")
+    text = f"{amount:.0f}" if amount == round(amount) else f"{amount:.1f}"
+    return f"{text} {unit}"
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    """Part of whole as "3 of 6 (50.0 %)"; a dash when there is no part (no line to be within)."""
+    if part is None or whole is None:
+        return _DASH
+    return f"{_count(part)} of {_count(whole)} ({_pct(part / whole if whole else None)})"
+
+
+def _outcome(value: str | None) -> str:
+    return _DASH if value is None else value.replace("_", " ")
+
+
+def _one_line(value: str | None) -> str:
+    """Folded text (a measure file's `changes`) as one line; empty for None."""
+    return " ".join((value or "").split())
 
 
 def _offset(moment: datetime) -> str:
@@ -146,14 +188,16 @@ _MEASURES_SQL = """
 WITH m AS (
     SELECT measure_id, any_value(measure_version) AS measure_version, any_value(title) AS title,
            any_value(unit) AS unit, any_value(measure_type) AS measure_type,
-           any_value(reference_hours) AS reference_hours
+           any_value(reference_hours) AS reference_hours, any_value(ruleset) AS ruleset,
+           any_value(window_hours) AS window_hours, any_value(changes) AS changes
     FROM measures WHERE run_id = $run_id GROUP BY measure_id
 ),
 s AS (
     SELECT * FROM latest_measure_summary WHERE period = $period AND stratum_kind = 'all'
 )
 SELECT coalesce(m.measure_id, s.measure_id) AS measure_id,
-       m.measure_version, m.title, m.unit, m.measure_type, m.reference_hours,
+       m.measure_version, m.title, m.unit, m.measure_type, m.reference_hours, m.ruleset,
+       m.window_hours, m.changes,
        s.denominator, s.met, s.not_met, s.excluded, s.pending, s.rate, s.ci_low, s.ci_high
 FROM m FULL OUTER JOIN s ON s.measure_id = m.measure_id
 ORDER BY measure_id
@@ -167,33 +211,22 @@ WHERE period = $period AND stratum_kind IN ('site', 'setting')
 ORDER BY measure_id, CASE stratum_kind WHEN 'site' THEN 0 ELSE 1 END, stratum
 """
 
-# Timing of the numerator event for measures with a reference line (LN-01: 4 h), among the cases
-# in the denominator (met + not_met); percentiles are linear-interpolated (quantile_cont).
-_TIMING_SQL = """
-SELECT c.measure_id,
-       any_value(m.reference_hours) AS reference_hours,
-       count(*) AS denominator,
-       count(c.hours_to_event) AS with_event,
-       median(c.hours_to_event) AS event_median,
-       quantile_cont(c.hours_to_event, 0.9) AS event_p90,
-       count(*) FILTER (WHERE c.hours_to_event <= m.reference_hours) AS within_reference,
-       count(c.hours_from_arrival) AS with_arrival,
-       median(c.hours_from_arrival) AS arrival_median,
-       quantile_cont(c.hours_from_arrival, 0.9) AS arrival_p90
-FROM latest_case_results AS c
-JOIN measures AS m ON m.run_id = c.run_id AND m.measure_id = c.measure_id
-WHERE c.period = $period AND c.outcome IN ('met', 'not_met') AND m.reference_hours IS NOT NULL
-GROUP BY c.measure_id
+# Components (LN-04's exam parts) and also-reported facts (LN-07's loss of protective sensation),
+# among the denominator cases, in the order the measure file lists them.
+_COMPONENTS_SQL = """
+SELECT s.measure_id, s.kind, s.name, s.denominator, s.cases_with, s.rate, s.ci_low, s.ci_high
+FROM latest_component_summary AS s
+LEFT JOIN measures AS m ON m.run_id = s.run_id AND m.measure_id = s.measure_id
+WHERE s.period = $period
+ORDER BY s.measure_id, CASE s.kind WHEN 'component' THEN 0 ELSE 1 END,
+         list_position(CASE s.kind WHEN 'component' THEN m.components ELSE m.also_report END,
+                       s.name) NULLS LAST,
+         s.name
 """
 
-# Facts a measure reports beside its rate (LN-07: loss of protective sensation), per case.
-_FLAGS_SQL = """
-WITH c AS (SELECT measure_id, flags FROM latest_case_results WHERE period = $period),
-t AS (SELECT measure_id, count(*) AS cases FROM c GROUP BY measure_id)
-SELECT f.measure_id, f.flag, count(*) AS flagged, any_value(t.cases) AS cases
-FROM (SELECT measure_id, unnest(flags) AS flag FROM c) AS f JOIN t USING (measure_id)
-GROUP BY f.measure_id, f.flag
-ORDER BY f.measure_id, f.flag
+# Time to the numerator event (timeliness measures, and LN-01's 4 h reference line).
+_TIMING_SQL = """
+SELECT * FROM latest_timing_summary WHERE period = $period ORDER BY measure_id
 """
 
 _NOT_MET_SQL = """
@@ -205,6 +238,30 @@ QUALIFY row_number() OVER (
     PARTITION BY measure_id ORDER BY index_time, patient_id, encounter_id
 ) <= $cap
 ORDER BY measure_id, index_time, patient_id, encounter_id
+"""
+
+# Pending cases judged again: by an audit run, those of earlier months (rejudged_cases.run_id);
+# for a rejudge run, those of its own month (rejudged_cases.rejudge_run_id). {column} is one of
+# these two names, never input.
+_REJUDGED_COUNTS_SQL = """
+SELECT r.period, r.measure_id, r.previous_outcome, r.outcome, count(*) AS n,
+       any_value(m.title) AS title
+FROM rejudged_cases AS r
+LEFT JOIN measures AS m ON m.run_id = r.rejudge_run_id AND m.measure_id = r.measure_id
+WHERE r.{column} = $run_id
+GROUP BY r.period, r.measure_id, r.previous_outcome, r.outcome
+ORDER BY r.period, r.measure_id, r.previous_outcome, r.outcome
+"""
+
+_REJUDGED_CASES_SQL = """
+SELECT period, measure_id, patient_id, encounter_id, index_time, previous_outcome, outcome,
+       evidence
+FROM rejudged_cases
+WHERE {column} = $run_id
+QUALIFY row_number() OVER (
+    PARTITION BY period, measure_id ORDER BY index_time, patient_id, encounter_id
+) <= $cap
+ORDER BY period, measure_id, index_time, patient_id, encounter_id
 """
 
 _LOAD_COUNTS_SQL = """
@@ -232,30 +289,103 @@ LIMIT $top
 """
 
 
+def _is_rejudge(fields: dict[str, Any]) -> bool:
+    return fields.get("kind") == "rejudge"
+
+
+def _loading_run_id(fields: dict[str, Any]) -> str:
+    """The run whose load_counts and quarantine describe the data: a rejudge run loads nothing
+    of its own, so the audit run that triggered it."""
+    if _is_rejudge(fields) and fields.get("triggered_by"):
+        return fields["triggered_by"]
+    return fields["run_id"]
+
+
+def _measure_view(row: dict[str, Any], run_ruleset: str | None) -> dict[str, Any]:
+    counts = [row.get(k) or 0 for k in ("denominator", "excluded", "pending")]
+    return {
+        **row,
+        "ruleset": row.get("ruleset") or run_ruleset,
+        "changes": _one_line(row.get("changes")),
+        "no_case": not any(counts),
+    }
+
+
 def _timing_view(row: dict[str, Any]) -> dict[str, Any]:
     denominator = row["denominator"]
-    share = row["within_reference"] / denominator if denominator else None
-    return {**row, "within_share": share}
+    within_reference = row["within_reference"] if row["reference_hours"] is not None else None
+    within_window = row["within_window"] if row["window_hours"] is not None else None
+    return {
+        **row,
+        "reference": _share(within_reference, denominator),
+        "window": _share(within_window, denominator),
+    }
+
+
+def _rejudged_groups(
+    con: duckdb.DuckDBPyConnection, fields: dict[str, Any], zone: tzinfo
+) -> list[dict[str, Any]]:
+    """Pending cases judged again, per (month, measure): counts by new outcome, and the cases
+    (capped per group at REJUDGED_ROW_CAP, earliest index time first)."""
+    column = "rejudge_run_id" if _is_rejudge(fields) else "run_id"
+    params = {"run_id": fields["run_id"]}
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    counts = _records(con, _REJUDGED_COUNTS_SQL.format(column=column), params)
+    counts.sort(key=lambda r: (r["period"], r["measure_id"], _OUTCOME_ORDER.get(r["outcome"], 9)))
+    for row in counts:
+        group = groups.setdefault(
+            (row["period"], row["measure_id"]),
+            {
+                "period": row["period"],
+                "measure_id": row["measure_id"],
+                "title": row["title"],
+                "changes": [],
+                "total": 0,
+                "cases": [],
+            },
+        )
+        group["changes"].append(
+            f"{_count(row['n'])} {_outcome(row['previous_outcome'])} \u2192 "
+            f"{_outcome(row['outcome'])}"
+        )
+        group["total"] += row["n"]
+    cases = _records(
+        con, _REJUDGED_CASES_SQL.format(column=column), {**params, "cap": REJUDGED_ROW_CAP}
+    )
+    for row in cases:
+        row["index_local"] = _local_time(row["index_time"], zone)
+        row["outcome_text"] = _outcome(row["outcome"])
+        groups[(row["period"], row["measure_id"])]["cases"].append(row)
+    for group in groups.values():
+        group["line"] = f"{group['period']} {group['measure_id']}: " + ", ".join(group["changes"])
+        group["omitted"] = group["total"] - len(group["cases"])
+    return list(groups.values())
 
 
 def _report_context(
     con: duckdb.DuckDBPyConnection, period: str, generated_at: datetime
 ) -> dict[str, Any]:
     run = _latest_run(con, period)
-    run_id = run.fields["run_id"]
+    fields = run.fields
+    run_id = fields["run_id"]
     zone = run.zone
 
-    measures = _records(con, _MEASURES_SQL, {"run_id": run_id, "period": period})
+    measures = [
+        _measure_view(row, fields.get("ruleset"))
+        for row in _records(con, _MEASURES_SQL, {"run_id": run_id, "period": period})
+    ]
     strata: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in _records(con, _STRATA_SQL, {"period": period}):
         strata[row["measure_id"]].append(row)
+    components: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    also_report: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _records(con, _COMPONENTS_SQL, {"period": period}):
+        target = components if row["kind"] == "component" else also_report
+        target[row["measure_id"]].append(row)
     timing = {
         row["measure_id"]: _timing_view(row)
         for row in _records(con, _TIMING_SQL, {"period": period})
     }
-    flags: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _records(con, _FLAGS_SQL, {"period": period}):
-        flags[row["measure_id"]].append(row)
     not_met: dict[str, list[dict[str, Any]]] = defaultdict(list)
     not_met_total: dict[str, int] = {}
     for row in _records(con, _NOT_MET_SQL, {"period": period, "cap": NOT_MET_ROW_CAP}):
@@ -272,23 +402,27 @@ def _report_context(
             {
                 "measure": m,
                 "strata": strata.get(mid, []),
+                "components": components.get(mid, []),
+                "also_report": also_report.get(mid, []),
                 "timing": timing.get(mid),
-                "flags": flags.get(mid, []),
                 "not_met": listed,
                 "not_met_total": total,
                 "not_met_omitted": total - len(listed),
             }
         )
 
-    load_counts = _records(con, _LOAD_COUNTS_SQL, {"run_id": run_id})
-    quarantine = _records(con, _QUARANTINE_SQL, {"run_id": run_id, "top": TOP_QUARANTINE_RULES})
+    loading_run = _loading_run_id(fields)
+    load_counts = _records(con, _LOAD_COUNTS_SQL, {"run_id": loading_run})
+    quarantine = _records(
+        con, _QUARANTINE_SQL, {"run_id": loading_run, "top": TOP_QUARANTINE_RULES}
+    )
     quarantine_groups = quarantine[0]["groups"] if quarantine else 0
     quarantine_problems = quarantine[0]["problems"] if quarantine else 0
 
-    fields = run.fields
     return {
         "period": period,
         "run": fields,
+        "rejudge": _is_rejudge(fields),
         "zone_name": run.zone_name,
         "zone_note": run.zone_note,
         "coverage_end": _local_time(fields.get("coverage_end"), zone),
@@ -299,6 +433,9 @@ def _report_context(
         "sections": sections,
         "pending_explanation": PENDING_EXPLANATION,
         "not_met_cap": NOT_MET_ROW_CAP,
+        "rejudged": _rejudged_groups(con, fields, zone),
+        "rejudged_cap": REJUDGED_ROW_CAP,
+        "loading_run": loading_run,
         "load_counts": load_counts,
         "quarantine": quarantine,
         "quarantine_groups": quarantine_groups,
@@ -319,7 +456,13 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=_pct, ci=_ci, count=_count, hours=_hours)
+    env.filters.update(
+        pct=_pct,
+        ci=_ci,
+        count=_count,
+        elapsed=_elapsed,
+        span=_span,
+    )
     return env
 
 
@@ -335,7 +478,10 @@ def render_report(
     Raises ReportError when the period has no succeeded run. ``generated_at`` (default: now)
     is shown in the header.
     """
-    context = _report_context(con, period, generated_at or datetime.now(UTC))
+    try:
+        context = _report_context(con, period, generated_at or datetime.now(UTC))
+    except (duckdb.CatalogException, duckdb.BinderException) as exc:
+        raise _older_warehouse(con, exc) from exc
     text = _environment().get_template("report.html.j2").render(**context)
 
     out_dir = Path(out_dir)
@@ -353,6 +499,14 @@ def render_report(
     return target
 
 
+def _older_warehouse(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> ReportError:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ReportError(
+        f"{_warehouse_name(con)} lacks a table or column this report reads ({first_line}); it was "
+        "written by an older chartaudit: the next `chartaudit run` on it upgrades it"
+    )
+
+
 def _md_cell(value: object) -> str:
     """Text safe inside a Markdown table cell: no pipe, no line break, no raw HTML."""
     text = " ".join(str(value).split())
@@ -361,9 +515,14 @@ def _md_cell(value: object) -> str:
 
 
 def render_markdown_summary(con: duckdb.DuckDBPyConnection, period: str) -> str:
-    """A short Markdown table of the period's measures (a Prefect artifact). Reads only."""
+    """A short Markdown table of the period's measures (a Prefect artifact), and one line on the
+    pending cases of earlier months this run judged again, when there were any. Reads only."""
     run = _latest_run(con, period)
-    rows = _records(con, _MEASURES_SQL, {"run_id": run.fields["run_id"], "period": period})
+    try:
+        rows = _records(con, _MEASURES_SQL, {"run_id": run.fields["run_id"], "period": period})
+        rejudged = _rejudged_groups(con, run.fields, run.zone)
+    except (duckdb.CatalogException, duckdb.BinderException) as exc:
+        raise _older_warehouse(con, exc) from exc
     lines = [
         f"**Chart audit {_md_cell(period)}** (run {_md_cell(run.fields['run_id'])}, "
         f"rule set {_md_cell(run.fields.get('ruleset'))}); rate = met / (met + not met), "
@@ -385,4 +544,15 @@ def render_markdown_summary(con: duckdb.DuckDBPyConnection, period: str) -> str:
             _count(m["pending"]),
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    if rejudged:
+        changed = "; ".join(g["line"] for g in rejudged)
+        if _is_rejudge(run.fields):
+            lead = (
+                "Pending cases of this month judged again by run"
+                f" {run.fields.get('triggered_by') or _DASH}"
+                f" on extract {run.fields.get('extract_id') or _DASH}"
+            )
+        else:
+            lead = "Pending cases of earlier months judged again by this run"
+        lines += ["", _md_cell(f"{lead}: {changed}.")]
     return "\n".join(lines) + "\n"

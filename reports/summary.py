@@ -43,10 +43,10 @@ def summarise_sql(case_results: str = "case_results", measures: str | None = Non
 
     ``case_results`` names a table, view or parenthesised subquery with the `case_results` columns
     (normally one run's rows; several runs are summarised separately, grouped by run_id and
-    period). ``measures``, when given, names a relation with at least run_id and measure_id (the
-    warehouse `measures` table will do): each of its measures for a run present in
-    ``case_results`` that has no case gets an `all` row of zeros (rate and interval NULL). A run
-    with no case at all yields no rows, because its period is not known from these relations.
+    period). ``measures``, when given, names the `measures` rows of exactly the runs being
+    summarised (run_id, measure_id, period): each of those measures without a case gets an `all`
+    row of zeros (rate and interval NULL), so every measure that ran has a row, even in a run with
+    no case at all.
 
     The names are interpolated into the SQL as they are: pass trusted relation names only.
     Rows come out ordered by run_id, measure_id, stratum kind (all, site, setting) and stratum.
@@ -54,12 +54,13 @@ def summarise_sql(case_results: str = "case_results", measures: str | None = Non
     zero_rows = ""
     if measures is not None:
         # Measures that ran but have no case: one `all` row with no outcome, counted as zeros.
+        # The period is the measures row's own (a run with no case at all has one too).
         zero_rows = f"""
     UNION ALL
-    SELECT DISTINCT r.run_id, r.period, m.measure_id, 'all' AS stratum_kind,
+    SELECT m.run_id, coalesce(m.period, r.period) AS period, m.measure_id, 'all' AS stratum_kind,
            NULL::VARCHAR AS stratum, NULL::VARCHAR AS outcome
-    FROM (SELECT DISTINCT run_id, period FROM {case_results}) AS r
-    JOIN {measures} AS m ON m.run_id = r.run_id
+    FROM {measures} AS m
+    LEFT JOIN (SELECT DISTINCT run_id, period FROM {case_results}) AS r USING (run_id)
     WHERE NOT EXISTS (
         SELECT 1 FROM {case_results} AS c
         WHERE c.run_id = m.run_id AND c.measure_id = m.measure_id
@@ -145,3 +146,76 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     low = 0.0 if successes == 0 else max(0.0, low)
     high = 1.0 if successes == n else min(1.0, high)
     return low, high
+
+
+def component_summary_sql(case_results: str, measures: str) -> str:
+    """`component_summary` rows: for every component and also-report fact of every measure that
+    ran (the names come from ``measures``, so a fact no case has still gets a row of zeros), how
+    many denominator cases (met + not_met) it holds for, with a 95 % Wilson interval."""
+    z = repr(Z_95)
+    return f"""
+WITH facts AS (
+    SELECT run_id, period, measure_id, 'component' AS kind, unnest(components) AS name
+    FROM {measures}
+    UNION ALL
+    SELECT run_id, period, measure_id, 'also_report' AS kind, unnest(also_report) AS name
+    FROM {measures}
+),
+judged AS (
+    SELECT run_id, measure_id, components, flags FROM {case_results}
+    WHERE outcome IN ('met', 'not_met')
+),
+counts AS (
+    SELECT f.run_id, f.period, f.measure_id, f.kind, f.name,
+           count(j.run_id) AS n,
+           count(j.run_id) FILTER (WHERE list_contains(
+               CASE f.kind WHEN 'component' THEN j.components ELSE j.flags END, f.name)
+           ) AS k
+    FROM facts f LEFT JOIN judged j USING (run_id, measure_id)
+    GROUP BY ALL
+),
+wilson AS (
+    SELECT *, CASE WHEN n > 0 THEN k::DOUBLE / n END AS p FROM counts
+)
+SELECT run_id, period, measure_id, kind, name, n AS denominator, k AS cases_with, p AS rate,
+       CASE WHEN n = 0 THEN NULL WHEN k = 0 THEN 0.0 ELSE greatest(0.0,
+           (p + {z} * {z} / (2 * n) - {z} * sqrt(p * (1 - p) / n + {z} * {z} / (4 * n * n)))
+           / (1 + {z} * {z} / n)) END AS ci_low,
+       CASE WHEN n = 0 THEN NULL WHEN k = n THEN 1.0 ELSE least(1.0,
+           (p + {z} * {z} / (2 * n) + {z} * sqrt(p * (1 - p) / n + {z} * {z} / (4 * n * n)))
+           / (1 + {z} * {z} / n)) END AS ci_high
+FROM wilson
+ORDER BY run_id, measure_id, kind, name
+"""
+
+
+def timing_summary_sql(case_results: str, measures: str) -> str:
+    """`timing_summary` rows for timeliness measures and those with a reference line (LN-01):
+    among denominator cases, how many had the event at all, the median and 90th percentile of
+    hours index-to-event and arrival-to-event (linear interpolation), and how many had it by the
+    reference line (LN-01: 4 h) and by the window's end (the pass mark, LN-01: 12 h).
+    ``hours_to_event`` of a not-met case is its late event, if any, so the times include them.
+    A measure with no reference line (or no fixed window) has NULL, not 0, in within_reference
+    (within_window): there is nothing to be within. A measure with no case gets a row of zeros
+    (times NULL)."""
+    return f"""
+SELECT m.run_id, m.period, m.measure_id,
+       count(c.run_id) AS denominator,
+       count(c.hours_to_event) AS with_event,
+       median(c.hours_to_event) AS median_hours,
+       quantile_cont(c.hours_to_event, 0.9) AS p90_hours,
+       median(c.hours_from_arrival) AS median_hours_from_arrival,
+       quantile_cont(c.hours_from_arrival, 0.9) AS p90_hours_from_arrival,
+       any_value(m.reference_hours) AS reference_hours,
+       CASE WHEN any_value(m.reference_hours) IS NOT NULL THEN
+           count(*) FILTER (WHERE c.hours_to_event <= m.reference_hours) END AS within_reference,
+       any_value(m.window_hours) AS window_hours,
+       CASE WHEN any_value(m.window_hours) IS NOT NULL THEN
+           count(*) FILTER (WHERE c.hours_to_event <= m.window_hours) END AS within_window
+FROM {measures} AS m
+LEFT JOIN (SELECT * FROM {case_results} WHERE outcome IN ('met', 'not_met')) AS c
+    USING (run_id, measure_id)
+WHERE m.reference_hours IS NOT NULL OR m.measure_type = 'timeliness'
+GROUP BY m.run_id, m.period, m.measure_id
+ORDER BY m.run_id, m.measure_id
+"""

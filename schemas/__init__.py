@@ -6,9 +6,11 @@ handing over ``RawExtract.save`` / ``RawExtract.load``). Table-level faults rais
 ``ExtractRejected`` with a one-line message.
 """
 
-from chartaudit.schemas.manifest import Manifest, extract_digest, read_manifest
+from chartaudit.schemas.errors import ExtractRejected
+from chartaudit.schemas.folder import extract_digest
+from chartaudit.schemas.manifest import Manifest, read_manifest
 from chartaudit.schemas.models import RULES, canonical_schema
-from chartaudit.schemas.reader import ExtractRejected, RawExtract, read_extract
+from chartaudit.schemas.reader import RawExtract, read_extract
 from chartaudit.schemas.validation import (
     QUARANTINE_SCHEMA,
     ValidatedExtract,

@@ -7,6 +7,8 @@ import polars as pl
 # Systems whose codes are case-insensitive and written with or without a dot (E11.42 = E1142).
 DOTLESS_UPPER_SYSTEMS = ("ICD10CM",)
 UPPER_SYSTEMS = ("CPT", "HCPCS")
+# LOCAL concept names and medication ingredients match in any case.
+LOWER_SYSTEMS = ("LOCAL", "INGREDIENT")
 
 
 def normalise_code(code_system: str, code: str) -> str:
@@ -16,7 +18,7 @@ def normalise_code(code_system: str, code: str) -> str:
         return code.replace(".", "").upper()
     if code_system in UPPER_SYSTEMS:
         return code.upper()
-    if code_system == "LOCAL":
+    if code_system in LOWER_SYSTEMS:
         return code.lower()
     return code
 
@@ -29,7 +31,7 @@ def normalise_code_expr(system: pl.Expr, code: pl.Expr) -> pl.Expr:
         .then(stripped.str.replace_all(".", "", literal=True).str.to_uppercase())
         .when(system.is_in(UPPER_SYSTEMS))
         .then(stripped.str.to_uppercase())
-        .when(system == "LOCAL")
+        .when(system.is_in(LOWER_SYSTEMS))
         .then(stripped.str.to_lowercase())
         .otherwise(stripped)
     )

@@ -2,7 +2,7 @@
 
 The pipeline accepts de-identified extracts only (extract contract, "De-identification"):
 
-* a column whose *name* marks a direct identifier rejects the whole extract (``reader.py``);
+* a column whose *name* marks a direct identifier rejects the whole extract (``layout.py``);
 * a string *value* that looks like an SSN, a phone number or an e-mail address quarantines its
   row (``validation.py``), and the value itself is never written anywhere: quarantine shows a
   placeholder such as ``<redacted ssn-like value>`` instead.

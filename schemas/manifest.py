@@ -1,4 +1,4 @@
-"""The extract folder's ``manifest.json`` and the digest that identifies an extract's content.
+"""The extract folder's ``manifest.json``: its fields, time zone and coverage.
 
 ``manifest.json`` is optional (extract contract, "The folder"). Without it, or without its
 ``timezone``, naive timestamps are read as UTC and ``Manifest.timezone_defaulted`` is True so the
@@ -7,7 +7,6 @@ flow can say so in the run log.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -17,29 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from chartaudit.schemas.contract import TABLE_ORDER
+from chartaudit.schemas.errors import ExtractRejected
+from chartaudit.schemas.folder import MANIFEST_FILE, extract_digest
 
-MANIFEST_FILE = "manifest.json"
-TABLE_FILE_SUFFIXES = (".csv", ".parquet")
 DEFAULT_TIMEZONE = "UTC"
 MANIFEST_KEYS = ("extract_id", "source", "timezone", "coverage_start", "coverage_end", "created")
-
-
-class ExtractRejected(Exception):
-    """Table-level fault. str(exc) is ONE line naming the file, the column (if any) and the fix.
-
-    Defined here, the lowest module that raises it, and re-exported by ``reader`` (the public
-    home: ``from chartaudit.schemas.reader import ExtractRejected``).
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
-
-
-def one_line(text: str, limit: int = 400) -> str:
-    """Collapse whitespace (library error texts span lines) and cap the length."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -92,36 +73,6 @@ class Manifest:
             coverage_end=datetime.fromisoformat(end).astimezone(UTC) if end else None,
             created=data.get("created"),
         )
-
-
-def table_files(extract_dir: Path) -> list[Path]:
-    """The files of the folder that are contract tables (``<table>.csv|parquet``), by name."""
-    names = {f"{t}{suffix}" for t in TABLE_ORDER for suffix in TABLE_FILE_SUFFIXES}
-    return sorted(
-        (p for p in Path(extract_dir).iterdir() if p.name in names and p.is_file()),
-        key=lambda p: p.name,
-    )
-
-
-def extract_digest(extract_dir: Path) -> str:
-    """sha256 (hex) over the table files and manifest.json, in sorted name order.
-
-    Each file contributes its name, its size and its bytes, so renaming a file, moving bytes
-    between files or editing any value changes the digest; extra (ignored) files do not.
-    """
-    extract_dir = Path(extract_dir)
-    files = table_files(extract_dir)
-    manifest = extract_dir / MANIFEST_FILE
-    if manifest.is_file():
-        files.append(manifest)
-    digest = hashlib.sha256()
-    for path in sorted(files, key=lambda p: p.name):
-        digest.update(path.name.encode("utf-8") + b"\0")
-        digest.update(path.stat().st_size.to_bytes(8, "big"))
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _reject(field: str, problem: str, fix: str) -> ExtractRejected:

@@ -8,7 +8,7 @@ ever the ``missing_required`` fault of a required column.
 
 Rules that need more than one row (duplicate keys, foreign keys) or must not echo the value
 (identifier-looking text) are set-based polars code in ``validation.py``; faults found while
-casting text to the column types come from ``reader.py``. All rule names are listed in ``RULES``.
+casting text to the column types come from ``casting.py``. All rule names are listed in ``RULES``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def empty_quarantine() -> pl.DataFrame:
 
 # --- rule names ---------------------------------------------------------------------------------
 
-# Found while reading and casting (reader.py)
+# Found while reading and casting (casting.py)
 UNPARSEABLE = {
     "int": "unparseable_int",
     "float": "unparseable_float",

@@ -31,92 +31,160 @@ def canonical_table_ddl(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(columns) + "\n)"
 
 
-RESULT_TABLES_DDL = """
-CREATE TABLE IF NOT EXISTS runs (
-  run_id        VARCHAR PRIMARY KEY,
-  period        VARCHAR NOT NULL,      -- YYYY-MM
-  ruleset       VARCHAR NOT NULL,
-  status        VARCHAR NOT NULL,      -- running | succeeded | failed
-  started_at    TIMESTAMPTZ NOT NULL,
-  finished_at   TIMESTAMPTZ,
-  extract_id    VARCHAR,
-  input_digest  VARCHAR,              -- sha256 over the extract's files
-  code_version  VARCHAR,
-  timezone      VARCHAR,              -- the extract's time zone (reports show local times)
-  coverage_end  TIMESTAMPTZ,          -- instants after this are not in the extract
-  error         VARCHAR               -- one line, for failed runs
-);
+# The result tables: (column, type, comment). Names and the contract's columns are fixed; new
+# columns are added at the end, and `result_table_migrations` adds them to older warehouses.
+RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "runs": (
+        ("run_id", "VARCHAR PRIMARY KEY", ""),
+        ("period", "VARCHAR NOT NULL", "YYYY-MM"),
+        ("ruleset", "VARCHAR NOT NULL", ""),
+        ("status", "VARCHAR NOT NULL", "running | succeeded | failed"),
+        ("started_at", "TIMESTAMPTZ NOT NULL", ""),
+        ("finished_at", "TIMESTAMPTZ", ""),
+        ("extract_id", "VARCHAR", ""),
+        ("input_digest", "VARCHAR", "sha256 over the extract's files"),
+        ("code_version", "VARCHAR", ""),
+        ("timezone", "VARCHAR", "the extract's time zone (reports show local times)"),
+        ("coverage_end", "TIMESTAMPTZ", "instants after this are not in the extract"),
+        ("error", "VARCHAR", "one line, for failed runs"),
+        ("kind", "VARCHAR", "audit | rejudge (pending cases of this period judged again)"),
+        ("parent_run_id", "VARCHAR", "rejudge: the run whose results it updates"),
+        ("triggered_by", "VARCHAR", "rejudge: the audit run that judged them again"),
+    ),
+    "load_counts": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("extract_id", "VARCHAR NOT NULL", ""),
+        ("table_name", "VARCHAR NOT NULL", ""),
+        ("source_file", "VARCHAR NOT NULL", ""),
+        ("input_rows", "BIGINT NOT NULL", ""),
+        ("loaded_rows", "BIGINT NOT NULL", ""),
+        ("quarantined_rows", "BIGINT NOT NULL", "loaded_rows + quarantined_rows = input_rows"),
+    ),
+    "quarantine": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("extract_id", "VARCHAR NOT NULL", ""),
+        ("table_name", "VARCHAR NOT NULL", ""),
+        ("source_file", "VARCHAR NOT NULL", ""),
+        ("source_line", "BIGINT NOT NULL", "CSV line (header = 1) or Parquet row number + 1"),
+        ("column_name", "VARCHAR", "NULL for a rule over the whole row"),
+        ("rule", "VARCHAR NOT NULL", ""),
+        ("value", "VARCHAR", ""),
+    ),
+    "measures": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("measure_id", "VARCHAR NOT NULL", ""),
+        ("measure_version", "VARCHAR NOT NULL", ""),
+        ("title", "VARCHAR NOT NULL", ""),
+        ("unit", "VARCHAR NOT NULL", ""),
+        ("measure_type", "VARCHAR NOT NULL", ""),
+        ("source", "VARCHAR NOT NULL", "the seed statement the measure audits"),
+        ("reference_hours", "DOUBLE", "a reported reference line (LN-01: 4 h), not the pass mark"),
+        ("period", "VARCHAR", ""),
+        ("ruleset", "VARCHAR", ""),
+        ("window_hours", "DOUBLE", "the numerator window's end in hours, when fixed"),
+        ("changes", "VARCHAR", "what this version changes for its rule sets"),
+        ("components", "VARCHAR[]", "names of the components reported as rates"),
+        ("also_report", "VARCHAR[]", "names of the facts reported beside the rate"),
+    ),
+    "case_results": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("period", "VARCHAR NOT NULL", ""),
+        ("measure_id", "VARCHAR NOT NULL", ""),
+        ("measure_version", "VARCHAR NOT NULL", ""),
+        ("unit", "VARCHAR NOT NULL", "episode | patient"),
+        ("patient_id", "VARCHAR NOT NULL", ""),
+        ("encounter_id", "VARCHAR", ""),
+        ("site_id", "VARCHAR", ""),
+        ("setting", "VARCHAR", ""),
+        ("index_time", "TIMESTAMPTZ NOT NULL", ""),
+        ("outcome", "VARCHAR NOT NULL", "met | not_met | excluded | pending"),
+        ("evidence", "VARCHAR NOT NULL", ""),
+        ("evidence_id", "VARCHAR", "the deciding row; for not_met the breaking or nearest row"),
+        ("hours_to_event", "DOUBLE", "index to the deciding event (met: the numerator event)"),
+        ("window_end", "TIMESTAMPTZ", "when the numerator window closes"),
+        ("hours_from_arrival", "DOUBLE", "index encounter arrival to the deciding event"),
+        ("index_event_id", "VARCHAR", "the row that made the case (file:line or its id)"),
+        ("index_event", "VARCHAR", "what it was, in words"),
+        ("flags", "VARCHAR[]", "the measure's also-report facts that hold"),
+        ("ruleset", "VARCHAR", "the rule set that judged the case"),
+        ("reason", "VARCHAR", "excluded: the exclusion; not_met (fails-if measures): why"),
+        ("components", "VARCHAR[]", "the measure's reported components that hold"),
+    ),
+    "measure_summary": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("period", "VARCHAR NOT NULL", ""),
+        ("measure_id", "VARCHAR NOT NULL", ""),
+        ("stratum_kind", "VARCHAR NOT NULL", "all | site | setting"),
+        ("stratum", "VARCHAR", ""),
+        ("denominator", "BIGINT NOT NULL", "met + not_met"),
+        ("excluded", "BIGINT NOT NULL", ""),
+        ("met", "BIGINT NOT NULL", ""),
+        ("not_met", "BIGINT NOT NULL", ""),
+        ("pending", "BIGINT NOT NULL", ""),
+        ("rate", "DOUBLE", "met / denominator, NULL when the denominator is 0"),
+        ("ci_low", "DOUBLE", "95 % Wilson interval"),
+        ("ci_high", "DOUBLE", ""),
+    ),
+    "component_summary": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("period", "VARCHAR NOT NULL", ""),
+        ("measure_id", "VARCHAR NOT NULL", ""),
+        ("kind", "VARCHAR NOT NULL", "component | also_report"),
+        ("name", "VARCHAR NOT NULL", ""),
+        ("denominator", "BIGINT NOT NULL", "the measure's denominator (met + not_met)"),
+        ("cases_with", "BIGINT NOT NULL", "denominator cases for which it holds"),
+        ("rate", "DOUBLE", "cases_with / denominator"),
+        ("ci_low", "DOUBLE", ""),
+        ("ci_high", "DOUBLE", ""),
+    ),
+    "timing_summary": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("period", "VARCHAR NOT NULL", ""),
+        ("measure_id", "VARCHAR NOT NULL", ""),
+        ("denominator", "BIGINT NOT NULL", "met + not_met cases"),
+        ("with_event", "BIGINT NOT NULL", "of them, cases with a numerator event at all"),
+        ("median_hours", "DOUBLE", "index to event"),
+        ("p90_hours", "DOUBLE", ""),
+        ("median_hours_from_arrival", "DOUBLE", "index encounter arrival to event"),
+        ("p90_hours_from_arrival", "DOUBLE", ""),
+        ("reference_hours", "DOUBLE", "e.g. LN-01's 4 h reference line"),
+        ("within_reference", "BIGINT", "denominator cases with the event by the reference"),
+        ("window_hours", "DOUBLE", "the pass mark, e.g. 12 h"),
+        ("within_window", "BIGINT", "denominator cases with the event by the window's end"),
+    ),
+    "rejudged_cases": (
+        ("run_id", "VARCHAR NOT NULL", "the audit run that judged them again"),
+        ("period", "VARCHAR NOT NULL", "the earlier period the case belongs to"),
+        ("rejudge_run_id", "VARCHAR NOT NULL", "the period's new run holding the outcome"),
+        ("previous_run_id", "VARCHAR NOT NULL", ""),
+        ("measure_id", "VARCHAR NOT NULL", ""),
+        ("patient_id", "VARCHAR NOT NULL", ""),
+        ("encounter_id", "VARCHAR", ""),
+        ("index_time", "TIMESTAMPTZ NOT NULL", ""),
+        ("previous_outcome", "VARCHAR NOT NULL", "pending"),
+        ("outcome", "VARCHAR NOT NULL", ""),
+        ("evidence", "VARCHAR NOT NULL", ""),
+    ),
+}
 
-CREATE TABLE IF NOT EXISTS load_counts (
-  run_id           VARCHAR NOT NULL,
-  extract_id       VARCHAR NOT NULL,
-  table_name       VARCHAR NOT NULL,
-  source_file      VARCHAR NOT NULL,
-  input_rows       BIGINT NOT NULL,
-  loaded_rows      BIGINT NOT NULL,
-  quarantined_rows BIGINT NOT NULL   -- loaded_rows + quarantined_rows = input_rows
-);
 
-CREATE TABLE IF NOT EXISTS quarantine (
-  run_id      VARCHAR NOT NULL,
-  extract_id  VARCHAR NOT NULL,
-  table_name  VARCHAR NOT NULL,
-  source_file VARCHAR NOT NULL,
-  source_line BIGINT NOT NULL,        -- CSV line (header = 1) or Parquet row number + 1
-  column_name VARCHAR,                -- NULL for a rule over the whole row
-  rule        VARCHAR NOT NULL,
-  value       VARCHAR
-);
+def _table_ddl(name: str) -> str:
+    columns = ",\n  ".join(f"{c} {t}" for c, t, _ in RESULT_TABLES[name])
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n  {columns}\n);"
 
-CREATE TABLE IF NOT EXISTS measures (
-  run_id          VARCHAR NOT NULL,
-  measure_id      VARCHAR NOT NULL,
-  measure_version VARCHAR NOT NULL,
-  title           VARCHAR NOT NULL,
-  unit            VARCHAR NOT NULL,
-  measure_type    VARCHAR NOT NULL,
-  source          VARCHAR NOT NULL,   -- the seed statement the measure audits
-  reference_hours DOUBLE              -- a reported reference line (LN-01: 4 h), not the pass mark
-);
 
-CREATE TABLE IF NOT EXISTS case_results (
-  run_id             VARCHAR NOT NULL,
-  period             VARCHAR NOT NULL,
-  measure_id         VARCHAR NOT NULL,
-  measure_version    VARCHAR NOT NULL,
-  unit               VARCHAR NOT NULL,  -- episode | patient
-  patient_id         VARCHAR NOT NULL,
-  encounter_id       VARCHAR,
-  site_id            VARCHAR,
-  setting            VARCHAR,
-  index_time         TIMESTAMPTZ NOT NULL,
-  outcome            VARCHAR NOT NULL,  -- met | not_met | excluded | pending
-  evidence           VARCHAR NOT NULL,
-  evidence_id        VARCHAR,           -- the deciding row; for not_met the nearest miss
-  hours_to_event     DOUBLE,
-  window_end         TIMESTAMPTZ,       -- when the numerator window closes
-  hours_from_arrival DOUBLE,            -- index encounter arrival to the numerator event
-  index_event_id     VARCHAR,           -- the row that made the case (file:line or its id)
-  index_event        VARCHAR,           -- what it was, in words
-  flags              VARCHAR[]          -- the measure's also-report facts that hold
-);
+RESULT_TABLES_DDL = "\n".join(_table_ddl(name) for name in RESULT_TABLES)
 
-CREATE TABLE IF NOT EXISTS measure_summary (
-  run_id       VARCHAR NOT NULL,
-  period       VARCHAR NOT NULL,
-  measure_id   VARCHAR NOT NULL,
-  stratum_kind VARCHAR NOT NULL,        -- all | site | setting
-  stratum      VARCHAR,
-  denominator  BIGINT NOT NULL,         -- met + not_met
-  excluded     BIGINT NOT NULL,
-  met          BIGINT NOT NULL,
-  not_met      BIGINT NOT NULL,
-  pending      BIGINT NOT NULL,
-  rate         DOUBLE,                  -- met / denominator, NULL when the denominator is 0
-  ci_low       DOUBLE,                  -- 95 % Wilson interval
-  ci_high      DOUBLE
-);
-"""
+
+def result_table_migrations() -> list[str]:
+    """Columns added since v1, for warehouses created by an older chartaudit."""
+    return [
+        f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} {type_.split(' NOT NULL')[0]}"
+        for name, columns in RESULT_TABLES.items()
+        for column, type_, _ in columns
+        if "PRIMARY KEY" not in type_ and "NOT NULL" not in type_
+    ]
+
 
 # The newest succeeded run of each period: what analysts query by default.
 LATEST_VIEWS_DDL = """
@@ -129,4 +197,10 @@ SELECT c.* FROM case_results c JOIN latest_runs r USING (run_id);
 
 CREATE OR REPLACE VIEW latest_measure_summary AS
 SELECT s.* FROM measure_summary s JOIN latest_runs r USING (run_id);
+
+CREATE OR REPLACE VIEW latest_component_summary AS
+SELECT s.* FROM component_summary s JOIN latest_runs r USING (run_id);
+
+CREATE OR REPLACE VIEW latest_timing_summary AS
+SELECT s.* FROM timing_summary s JOIN latest_runs r USING (run_id);
 """

@@ -2,7 +2,7 @@
 
 Tables are validated in ``TABLE_ORDER`` (parents first). For each table the faults are
 
-1. the cast faults ``reader.py`` found (``RawExtract.faults``);
+1. the cast faults ``casting.py`` found (``RawExtract.faults``);
 2. the per-value rules of the Pandera model (``models.table_model``): required values, allowed
    sets, ranges, code patterns, time order. A ``missing_required`` fault on a cell whose text
    could not be cast is dropped: the cast fault already says what is wrong with it;

@@ -15,7 +15,12 @@ import duckdb
 import polars as pl
 
 from chartaudit.schemas.contract import TABLE_ORDER
-from chartaudit.schemas.results import LATEST_VIEWS_DDL, RESULT_TABLES_DDL, canonical_table_ddl
+from chartaudit.schemas.results import (
+    LATEST_VIEWS_DDL,
+    RESULT_TABLES_DDL,
+    canonical_table_ddl,
+    result_table_migrations,
+)
 
 DEFAULT_WAREHOUSE = Path("audit.duckdb")
 # Files are written in the v1.0 storage format, which every DuckDB since 1.0 (CLI, R, JDBC for
@@ -65,6 +70,8 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     for table in TABLE_ORDER:
         con.execute(canonical_table_ddl(table))
     con.execute(RESULT_TABLES_DDL)
+    for statement in result_table_migrations():  # a warehouse from an older chartaudit
+        con.execute(statement)
     con.execute(LATEST_VIEWS_DDL)
 
 
@@ -73,7 +80,8 @@ def begin_run(path: Path, run: RunRecord) -> None:
     with connect(path) as con:
         con.execute(
             "INSERT INTO runs (run_id, period, ruleset, status, started_at, extract_id,"
-            " input_digest, code_version, timezone) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+            " input_digest, code_version, timezone, kind)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, 'audit')",
             [
                 run.run_id,
                 run.period,
@@ -106,6 +114,26 @@ class RunOutputs:
     measures: pl.DataFrame
     case_results: pl.DataFrame
     measure_summary: pl.DataFrame
+    component_summary: pl.DataFrame | None = None
+    timing_summary: pl.DataFrame | None = None
+    rejudged_cases: pl.DataFrame | None = None
+    rejudge_runs: pl.DataFrame | None = None  # `runs` rows of earlier months judged again
+
+
+def earlier_pending_cases(path: Path | None, period: str) -> pl.DataFrame | None:
+    """The latest cases (all of them) of every month before ``period`` that still has pending
+    cases, each with its rule set; None when there is no warehouse or nothing is pending."""
+    if path is None or not Path(path).exists():
+        return None
+    with connect(path, read_only=True) as con:
+        frame = con.sql(
+            "SELECT c.* REPLACE (coalesce(c.ruleset, r.ruleset) AS ruleset)"
+            " FROM latest_case_results c JOIN latest_runs r USING (run_id)"
+            " WHERE c.period < ? AND c.period IN"
+            " (SELECT period FROM latest_case_results WHERE outcome = 'pending')",
+            params=[period],
+        ).pl()
+    return frame if frame.height else None
 
 
 def publish_run(
@@ -120,7 +148,13 @@ def publish_run(
         "measures": outputs.measures,
         "case_results": outputs.case_results,
         "measure_summary": outputs.measure_summary,
+        "component_summary": outputs.component_summary,
+        "timing_summary": outputs.timing_summary,
+        "rejudged_cases": outputs.rejudged_cases,
     }
+    incoming = {table: frame for table, frame in incoming.items() if frame is not None}
+    if outputs.rejudge_runs is not None:  # before their cases: runs first, as for every run
+        incoming = {"runs": outputs.rejudge_runs, **incoming}
     with connect(path) as con:
         # Frames are registered explicitly (replacement scans are off), before the transaction.
         for table, frame in incoming.items():

@@ -31,6 +31,15 @@ UNCERTAIN = {
     ("amputation_right_leg", "ICD10CM", "Z89611"),
     ("amputation_left_leg", "ICD10CM", "Z89512"),
     ("amputation_left_leg", "ICD10CM", "Z89612"),
+    ("lumbar_imaging_any", "CPT", "72146"),
+    ("lumbar_imaging_any", "CPT", "72147"),
+    ("lumbar_imaging_any", "CPT", "72157"),
+    ("lumbar_imaging_any", "CPT", "72131"),  # the CT range 72131..72133
+    ("lumbar_imaging_any", "CPT", "72100"),
+    ("lumbar_imaging_any", "CPT", "72110"),
+    ("lumbar_imaging_any", "CPT", "72114"),
+    ("lumbar_imaging_any", "CPT", "72120"),
+    ("abi_test", "LOINC", "77194-9"),
 }
 
 
@@ -58,6 +67,27 @@ def test_uncertain_codes_stay_listed_with_a_verify_note():
         ("malignancy_history", "ICD10CM", "D03.9", False),
         ("malignancy_history", "ICD10CM", "Z85.3", True),
         ("leg_numbness_dx", "ICD10CM", "G57.11", True),
+        ("diabetic_neuropathy", "ICD10CM", "E11.42", True),
+        ("diabetic_neuropathy", "ICD10CM", "E08.49", True),
+        ("diabetic_neuropathy", "ICD10CM", "E10.45", False),  # .45 is not a neuropathy code
+        ("diabetic_neuropathy", "ICD10CM", "E11.9", False),
+        ("diabetic_neuropathy", "SNOMEDCT", "368581000119106", True),
+        ("polyneuropathy", "ICD10CM", "G62.9", True),
+        ("polyneuropathy", "ICD10CM", "G63", True),
+        ("polyneuropathy", "ICD10CM", "G61.0", False),  # Guillain-Barre: only G61.9 listed
+        ("pad_dx", "ICD10CM", "I70.213", True),
+        ("pad_dx", "ICD10CM", "I70.229", True),
+        ("pad_dx", "ICD10CM", "I70.231", False),  # ulceration is not in the set
+        ("pad_dx", "ICD10CM", "I73.9", True),
+        ("pad_claudication_or_rest_pain_dx", "ICD10CM", "I70.222", True),
+        ("pad_claudication_or_rest_pain_dx", "ICD10CM", "I73.9", False),
+        ("lumbar_imaging_any", "CPT", "72132", True),
+        ("lumbar_imaging_any", "CPT", "72141", False),  # cervical MRI
+        ("parkinsons_dx", "ICD10CM", "G20.A1", True),
+        ("iron_supplements", "INGREDIENT", "Ferrous Sulfate", True),
+        ("iron_supplements", "INGREDIENT", "ferrous sulfate ", True),
+        ("neuropathic_pain_agents", "INGREDIENT", "gabapentin enacarbil", False),
+        ("rls_drugs", "INGREDIENT", "gabapentin enacarbil", True),
         ("leg_numbness_dx", "ICD10CM", "G58.0", False),
         ("leg_numbness_dx", "ICD10CM", "M54.5", False),
         ("leg_numbness_dx", "LOCAL", "Leg_Numbness", True),

@@ -115,16 +115,40 @@ def test_validate_reports_counts_and_writes_nothing(generated, tmp_path):
 def test_measures_list_and_show(tmp_path):
     listed = chartaudit("measures", "list")
     assert listed.returncode == 0
-    for measure in ("LN-01", "LN-05", "LN-07"):
-        assert measure in listed.stdout
+    for number in range(1, 16):
+        assert f"LN-{number:02d}" in listed.stdout
     shown = chartaudit("measures", "show", "LN-01")
     assert shown.returncode == 0
-    assert "orders · in spine_mri · status in ['completed'] · performed_time in [-24 h, +12 h]" in (
-        shown.stdout
-    )
+    assert (
+        "completed spine MRI: orders, coded in spine_mri, status completed,"
+        " performed_time from 24 h before the index to 12 h after the index"
+    ) in shown.stdout
+    assert "Reference line (reported, not the pass mark): 4 h" in shown.stdout
+    assert "WITH RECURSIVE" in shown.stdout
+    differing = chartaudit("measures", "show", "LN-11", "--ruleset", "evidence-2026")
+    assert differing.returncode == 0, differing.stderr
+    assert (
+        "Version 2026.1 — rule sets evidence-2026, from 2025-01-01: AASM 2024: iron studies are"
+        " ferritin AND transferrin saturation, both in the same window."
+    ) in differing.stdout
+    assert "Compiled SQL (evidence-2026, 2026-10, UTC):" in differing.stdout
+    assert "'2502-3'" in differing.stdout  # the evidence-2026 numerator is the one compiled
+    never = chartaudit("measures", "show", "LN-13")
+    assert "Never pending: everything it looks at is known at the index." in never.stdout
     missing = chartaudit("measures", "show", "LN-99")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "error: no measure 'LN-99'; known: LN-01, LN-05, LN-07"
+    known = ", ".join(f"LN-{n:02d}" for n in range(1, 16))
+    assert missing.stderr.strip() == f"error: no measure 'LN-99'; known: {known}"
+
+
+def test_measures_test_runs_every_deck_and_fails_on_a_wrong_expectation(tmp_path):
+    done = chartaudit("measures", "test")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    assert "no deck case reaches" not in done.stdout
+    last = done.stdout.strip().splitlines()[-1]
+    runs, cases = int(last.split()[0]), int(last.split("(")[1].split()[0])
+    assert last.startswith(f"{runs} of {runs} deck case runs passed")
+    assert cases >= 15 * 6 and runs == 2 * cases
 
 
 def test_report_renders_a_published_period_and_refuses_a_missing_one(published, tmp_path):

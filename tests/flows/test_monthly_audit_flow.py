@@ -8,7 +8,7 @@ import pytest
 
 from chartaudit.flows.monthly_audit import monthly_audit
 from chartaudit.flows.steps import QuarantineLimitExceeded
-from chartaudit.schemas.reader import ExtractRejected
+from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.storage import warehouse
 from tests.flows.conftest import answer_key
 

@@ -115,7 +115,7 @@ def run_pipeline(extract: Path, warehouse_path: Path, work: Path, period: str = 
     plan = steps.load_step(extract, work, period)
     warehouse.begin_run(warehouse_path, plan.record)
     steps.validate_step(work, steps.DEFAULT_MAX_QUARANTINE_SHARE)
-    steps.audit_step(work)
+    steps.audit_step(work, warehouse_path)
     steps.summarise_step(work)
     steps.publish_step(work, warehouse_path)
     return plan

@@ -12,9 +12,19 @@ import pytest
 
 from chartaudit.reports import render
 from chartaudit.reports.render import ReportError, render_markdown_summary, render_report
+from tests.reports.conftest import (
+    LARGE,
+    LOPS,
+    REFLEXES,
+    REJUDGED_XSS,
+    SLR,
+    SMALL,
+    summarise_run,
+)
 
 GENERATED_AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 XSS_SITE = "<script>alert(1)</script>"
+TO = "\u2192"  # what a case was -> what it became
 
 
 def _ci(low: str, high: str) -> str:
@@ -131,15 +141,98 @@ def test_strata_tables_include_unknown(page: str) -> None:
     assert ["Setting", "unknown", "100.0 %", _ci("20.7", "100.0"), "1", "1", "0", "0", "0"] in rows
 
 
+def _section(page: str, measure_id: str) -> str:
+    """The HTML of one measure's detail section."""
+    start = page.index(f'<div class="measure" id="measure-{measure_id}">')
+    return page[start : page.index("</div>", start)]
+
+
 def test_timing_for_the_reference_line_measure(page: str) -> None:
-    rows = _rows(page)
-    # LN-01 hours to event among met + not_met: 1, 2, 3.5, 6, 20 (one case without a scan).
-    assert ["Median hours, index to event", "3.5 h"] in rows
-    assert ["90th percentile hours, index to event", "14.4 h"] in rows
-    assert ["Within 4.0 h of the index", "3 of 6 (50.0 %)"] in rows
-    assert ["Median hours, arrival to event", "5.0 h"] in rows
-    assert ["90th percentile hours, arrival to event", "15.6 h"] in rows
-    assert page.count("Median hours, index to event") == 1  # only LN-01 has a reference line
+    # From timing_summary. LN-01 hours to event among met + not_met: 1, 2, 3.5, 6, 20 (p04's
+    # late scan) and p05 without a scan; the excluded p06's scan at 0.5 h counts nowhere.
+    rows = _rows(_section(page, "LN-01"))
+    timing = rows[rows.index(["Cases in the denominator", "6"]) :][:8]
+    assert timing == [
+        ["Cases in the denominator", "6"],
+        ["Cases with the event recorded", "5"],
+        ["Median hours, index to event", "3.5 h"],
+        ["90th percentile hours, index to event", "14.4 h"],
+        ["Median hours, arrival to event", "5.0 h"],
+        ["90th percentile hours, arrival to event", "15.6 h"],
+        ["Within 4 h of the index (reference line, not the pass mark)", "3 of 6 (50.0 %)"],
+        ["Within 12 h of the index (the window: the pass mark)", "4 of 6 (66.7 %)"],
+    ]
+    text = _text(_section(page, "LN-01"))
+    assert "The 4 h line is reported for reference, not the pass mark" in text
+    assert (
+        "A not-met case's event time is its late event (after the window) when there is one, so "
+        "the times include late events; cases without any event are counted in the denominator "
+        "but have no time."
+    ) in text
+    # LN-05 (timeliness) has a row but no case at all: its section says "No case this month" and
+    # shows no timing. LN-04 and LN-07 have no row.
+    assert page.count("Median hours, index to event") == 1
+    for measure_id in ("LN-04", "LN-05", "LN-07"):
+        assert "Timing" not in _section(page, measure_id)
+
+
+def test_measures_with_no_case_in_the_denominator(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    warehouse.execute(
+        "UPDATE case_results SET outcome = 'excluded' WHERE run_id = 'r-new'"
+        " AND measure_id IN ('LN-01', 'LN-04', 'LN-07') AND outcome IN ('met', 'not_met')"
+    )
+    summarise_run(warehouse, "r-new")
+    page = render_report(warehouse, "2026-10", tmp_path).read_text(encoding="utf-8")
+    assert "No case in the denominator this month, so no timing to report." in _text(
+        _section(page, "LN-01")
+    )
+    assert (
+        f"No case in the denominator this month, so no component rates ({SMALL}; {LARGE}; "
+        f"{REFLEXES}; {SLR})."
+    ) in _text(_section(page, "LN-04"))
+    assert (
+        f"No case in the denominator this month, so nothing to report beside the rate ({LOPS})."
+    ) in _text(_section(page, "LN-07"))
+    assert "No case this month" not in page.replace(_section(page, "LN-05"), "")
+
+
+def test_timing_in_days_for_a_two_week_window(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # LN-05 (14 d = 336 h): scans at 50 h, 216 h and (late, not met) 400 h, and one never
+    # scanned. Median 216; p90 at rank 1.8: 216 + 0.8 * 184 = 363.2. Arrival 2.4 h earlier.
+    def case(patient: str, outcome: str, hours: float | None) -> tuple:
+        return (patient, outcome, hours, None if hours is None else hours + 2.4)
+
+    for patient, outcome, hours, arrival in (
+        case("p31", "met", 50.0),
+        case("p32", "met", 216.0),
+        case("p33", "not_met", 400.0),
+        case("p34", "not_met", None),
+    ):
+        warehouse.execute(
+            "INSERT INTO case_results (run_id, period, measure_id, measure_version, unit,"
+            " patient_id, index_time, outcome, evidence, hours_to_event, hours_from_arrival)"
+            " VALUES ('r-new', '2026-10', 'LN-05', '1', 'episode', ?, TIMESTAMPTZ"
+            " '2026-10-02 10:00:00+00', ?, 'e', ?, ?)",
+            [patient, outcome, hours, arrival],
+        )
+    summarise_run(warehouse, "r-new")
+    page = render_report(warehouse, "2026-10", tmp_path).read_text(encoding="utf-8")
+    rows = _rows(_section(page, "LN-05"))
+    timing = rows[rows.index(["Cases in the denominator", "4"]) :][:7]
+    assert timing == [
+        ["Cases in the denominator", "4"],
+        ["Cases with the event recorded", "3"],
+        ["Median hours, index to event", "216.0 h (9.0 d)"],
+        ["90th percentile hours, index to event", "363.2 h (15.1 d)"],
+        ["Median hours, arrival to event", "218.4 h (9.1 d)"],
+        ["90th percentile hours, arrival to event", "365.6 h (15.2 d)"],
+        ["Within 14 d of the index (the window: the pass mark)", "2 of 4 (50.0 %)"],
+    ]
+    assert "reference line" not in _section(page, "LN-05")
 
 
 def test_not_met_cases_with_evidence_in_local_time(page: str) -> None:
@@ -264,9 +357,35 @@ def test_markdown_summary(warehouse: duckdb.DuckDBPyConnection) -> None:
         "| 6 | 4 | 2 | 1 | 1 |"
     ) in lines
     assert "| LN-05 Spine MRI within 2 weeks for intermediate-risk leg numbness | — | — " in text
-    assert len([line for line in lines if line.startswith("| LN-")]) == 3
+    assert [line[:7] for line in lines if line.startswith("| LN-")] == [
+        "| LN-01",
+        "| LN-04",
+        "| LN-05",
+        "| LN-07",
+    ]
     assert "r-new" in lines[0]
     assert "OLD" not in text
+    assert lines[-2:] == [
+        "",
+        f"Pending cases of earlier months judged again by this run: 2026-09 LN-01: 2 pending {TO}"
+        f" met, 1 pending {TO} not met; 2026-09 LN-05: 1 pending {TO} met.",
+    ]
+
+
+def test_markdown_summary_without_cases_judged_again(warehouse) -> None:
+    warehouse.execute("DELETE FROM rejudged_cases")
+    lines = render_markdown_summary(warehouse, "2026-10").splitlines()
+    assert lines[-1].startswith("| LN-07 ")
+    assert not any("judged again" in line for line in lines)
+
+
+def test_markdown_summary_of_a_rejudged_month(warehouse) -> None:
+    lines = render_markdown_summary(warehouse, "2026-09").splitlines()
+    assert "r-sep-rj" in lines[0]
+    assert lines[-1] == (
+        "Pending cases of this month judged again by run r-new on extract x-2026-10-b: 2026-09 "
+        f"LN-01: 2 pending {TO} met, 1 pending {TO} not met; 2026-09 LN-05: 1 pending {TO} met."
+    )
 
 
 def test_markdown_escapes_pipes(warehouse: duckdb.DuckDBPyConnection) -> None:
@@ -283,18 +402,185 @@ def test_markdown_escapes_pipes(warehouse: duckdb.DuckDBPyConnection) -> None:
     assert row.count(" | ") == 7  # 8 cells, no extra column from the title's pipe
 
 
-def test_also_reported_facts_are_counted_over_all_cases(warehouse, tmp_path) -> None:
-    flag = "loss of protective sensation (abnormal 10-g monofilament in the 12 months)"
-    cases = warehouse.execute(
-        "SELECT count(*) FROM latest_case_results WHERE period = '2026-10' AND measure_id = 'LN-07'"
-    ).fetchone()[0]
-    warehouse.execute(
-        "UPDATE case_results SET flags = [$flag] WHERE run_id = 'r-new' AND measure_id = 'LN-07'"
-        " AND patient_id IN (SELECT min(patient_id) FROM case_results"
-        " WHERE run_id = 'r-new' AND measure_id = 'LN-07')",
-        {"flag": flag},
+def test_every_measure_of_the_run_has_a_section(page: str) -> None:
+    ids = re.findall(r'<div class="measure" id="measure-([^"]+)">', page)
+    assert ids == ["LN-01", "LN-04", "LN-05", "LN-07"]
+    assert "No case this month: no chart matched the measure, so there is no rate." in _text(
+        _section(page, "LN-05")
     )
-    path = render_report(warehouse, "2026-10", tmp_path / "flags", generated_at=GENERATED_AT)
-    rows = _rows(path.read_text(encoding="utf-8"))
-    assert [flag, "1", str(cases)] in rows
-    assert cases > 1
+    assert "No case this month" not in _section(page, "LN-01")
+
+
+def test_component_table(page: str) -> None:
+    rows = _rows(_section(page, "LN-04"))
+    start = rows.index(["Component", "Cases with it", "Denominator", "Rate", "95 % interval"])
+    # In the measure file's order; the excluded and the pending case count for none.
+    assert rows[start + 1 : start + 5] == [
+        [SMALL, "2", "3", "66.7 %", _ci("20.8", "93.9")],
+        [LARGE, "1", "3", "33.3 %", _ci("6.1", "79.2")],
+        [REFLEXES, "1", "3", "33.3 %", _ci("6.1", "79.2")],
+        [SLR, "0", "3", "0.0 %", _ci("0.0", "56.1")],  # a component no case has
+    ]
+    assert "Also reported" not in _section(page, "LN-04")
+    assert "Component" not in _section(page, "LN-07")
+
+
+def test_also_reported_table_counts_the_denominator_cases(page: str) -> None:
+    # From component_summary (kind also_report): among met + not met, no longer over all cases.
+    rows = _rows(_section(page, "LN-07"))
+    start = rows.index(["Fact", "Cases with it", "Denominator", "Share", "95 % interval"])
+    assert rows[start + 1 : start + 2] == [[LOPS, "1", "3", "33.3 %", _ci("6.1", "79.2")]]
+    assert page.count("<h4>Also reported</h4>") == 1
+
+
+def test_version_and_rule_set_change_line(page: str) -> None:
+    ln07 = _text(_section(page, "LN-07"))
+    assert "Version 2, rule set source-2025." in ln07
+    assert (
+        "Rule set source-2025 (version 2): Counts a SNOMEDCT 134388005 finding as well as a LOCAL"
+        " monofilament_10g one."
+    ) in ln07
+    ln01 = _text(_section(page, "LN-01"))
+    assert "Version 1, rule set source-2025." in ln01
+    assert page.count('<p class="ruleset">') == 1  # only LN-07's version changes anything
+
+
+def _judged_again(page: str) -> str:
+    start = page.index('<section id="judged-again">')
+    return page[start : page.index("</section>", start)]
+
+
+def test_earlier_months_judged_again(page: str) -> None:
+    section = _judged_again(page)
+    text = _text(section)
+    assert "Earlier months judged again" in text
+    assert f"2026-09 LN-01: 2 pending {TO} met, 1 pending {TO} not met" in text
+    assert f"2026-09 LN-05: 1 pending {TO} met" in text
+    assert "2026-09 LN-05: Spine MRI within 2 weeks" in text
+    rows = _rows(section)
+    header = ["Patient (pseudonym)", "Encounter", "Index time (local)", "Was", "Now", "Evidence"]
+    assert rows == [
+        header,
+        ["s02", "e-s02", "2026-09-30 21:00 +01:00", "pending", "met", "spine MRI at 10.0 h"],
+        ["s03", "e-s03", "2026-09-30 22:30 +01:00", "pending", "met", "spine MRI at 11.5 h"],
+        ["s04", "e-s04", "2026-09-30 23:00 +01:00", "pending", "not met", REJUDGED_XSS],
+        header,
+        ["s05", "e-s05", "2026-09-25 11:00 +01:00", "pending", "met", "spine MRI at 100.0 h"],
+    ]
+
+
+def test_cases_judged_again_are_capped(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(render, "REJUDGED_ROW_CAP", 1)
+    section = _judged_again(render_report(warehouse, "2026-10", tmp_path).read_text("utf-8"))
+    patients = [row[0] for row in _rows(section) if row[0] != "Patient (pseudonym)"]
+    assert patients == ["s02", "s05"]
+    text = _text(section)
+    assert f"2026-09 LN-01: 2 pending {TO} met, 1 pending {TO} not met" in text  # counts stay
+    assert "Only the first 1 cases (earliest index time) are listed; 2 more were omitted." in text
+    assert text.count("more were omitted") == 1
+
+
+def test_no_earlier_month_judged_again_is_one_sentence(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    warehouse.execute("DELETE FROM rejudged_cases")
+    section = _judged_again(render_report(warehouse, "2026-10", tmp_path).read_text("utf-8"))
+    assert _text(section) == (
+        "Earlier months judged again No pending case of an earlier month was judged again by this"
+        " run."
+    )
+
+
+@pytest.fixture
+def september(warehouse: duckdb.DuckDBPyConnection, tmp_path: Path) -> str:
+    path = render_report(warehouse, "2026-09", tmp_path / "sep", generated_at=GENERATED_AT)
+    return path.read_text(encoding="utf-8")
+
+
+def test_a_rejudged_month_says_so_in_its_header(september: str) -> None:
+    text = _text(september[: september.index("</header>")])
+    assert "Run r-sep-rj (finished 2026-11-05 08:04 +00:00)" in text
+    assert (
+        "Judged again pending cases judged again by run r-new on extract x-2026-10-b; first"
+        " audited by run r-sep"
+    ) in text
+    assert "Extract x-2026-10-b" in text
+    # The final outcomes: LN-01 3 met (s01, s02, s03) and 1 not met (s04), nothing pending.
+    assert [
+        "LN-01",
+        "Spine MRI within 12 h of a cauda equina red flag",
+        "1",
+        "75.0 %",
+        _ci("30.1", "95.4"),
+        "4",
+        "3",
+        "1",
+        "0",
+        "0",
+    ] in _rows(september)
+
+
+def test_a_rejudged_month_lists_its_own_cases_judged_again(september: str) -> None:
+    section = _judged_again(september)
+    text = _text(section)
+    assert "Pending cases of this month judged again" in text
+    assert "Run r-new judged again the cases of this month that were pending in run r-sep" in text
+    assert f"2026-09 LN-01: 2 pending {TO} met, 1 pending {TO} not met" in text
+    assert [row[0] for row in _rows(section)][1:4] == ["s02", "s03", "s04"]
+
+
+def test_a_rejudged_months_data_quality_is_the_triggering_runs(september: str) -> None:
+    start = september.index("<h2>Data quality</h2>")
+    section = september[start : september.index("</section>", start)]
+    assert (
+        "A rejudge run loads no data of its own: the rows below are those of the run that"
+        " triggered it, r-new, which loaded extract x-2026-10-b."
+    ) in _text(section)
+    rows = _rows(section)
+    assert ["encounters", "encounters.csv", "100", "98", "2"] in rows  # r-new's
+    assert ["orders", "col_10", "rule_10", "11", "orders_1.csv line 1010"] in rows
+    assert "66 problems found in 11 (table, column, rule) groups" in _text(section)
+    # Nothing of the first audit's own loading (r-sep), nor of any other run.
+    for other in ("september_encounters.csv", "sep_rule", "x-2026-09", "7,777", "old_rule"):
+        assert other not in september
+
+
+def test_the_new_sections_escape_what_they_print(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    hostile = '<img src=x onerror="alert(3)">&'
+    warehouse.execute(
+        "UPDATE measures SET changes = $h WHERE run_id = 'r-new' AND measure_id = 'LN-07'",
+        {"h": hostile},
+    )
+    warehouse.execute(
+        "UPDATE component_summary SET name = $h WHERE run_id = 'r-new' AND name = $n",
+        {"h": hostile, "n": SLR},
+    )
+    warehouse.execute(
+        "UPDATE rejudged_cases SET patient_id = $h WHERE patient_id = 's05'", {"h": hostile}
+    )
+    for period in ("2026-10", "2026-09"):
+        page = render_report(warehouse, period, tmp_path / period).read_text(encoding="utf-8")
+        assert "<img" not in page and "<script" not in page.lower() and "<i>" not in page
+        assert (
+            "&lt;script&gt;alert(&#34;again&#34;)&lt;/script&gt; &amp; &lt;i&gt;late&lt;/i&gt;"
+            in (page)
+        )
+        escaped = "&lt;img src=x onerror=&#34;alert(3)&#34;&gt;&amp;"
+        assert page.count(escaped) == (3 if period == "2026-10" else 1)
+    # The Markdown line escapes them too.
+    warehouse.execute("UPDATE rejudged_cases SET measure_id = 'LN|<b>' WHERE patient_id = $h",
+                      {"h": hostile})  # fmt: skip
+    line = render_markdown_summary(warehouse, "2026-10").splitlines()[-1]
+    assert f"2026-09 LN\\|&lt;b&gt;: 1 pending {TO} met." in line
+
+
+def test_an_older_warehouse_is_a_clear_error(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    warehouse.execute("DROP VIEW latest_component_summary")
+    with pytest.raises(ReportError, match="older chartaudit"):
+        render_report(warehouse, "2026-10", tmp_path)

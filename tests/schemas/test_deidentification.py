@@ -15,7 +15,8 @@ from chartaudit.schemas.deidentification import (
     mask_identifier_values,
     name_tokens,
 )
-from chartaudit.schemas.reader import ExtractRejected, read_extract
+from chartaudit.schemas.errors import ExtractRejected
+from chartaudit.schemas.reader import read_extract
 
 from .builders import clean_rows, write_extract
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from chartaudit.schemas.manifest import Manifest, extract_digest, read_manifest
-from chartaudit.schemas.reader import ExtractRejected, read_extract
+from chartaudit.schemas.errors import ExtractRejected
+from chartaudit.schemas.folder import extract_digest
+from chartaudit.schemas.manifest import Manifest, read_manifest
+from chartaudit.schemas.reader import read_extract
 
 from .builders import MANIFEST, write_extract
 

@@ -9,8 +9,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from chartaudit.schemas.contract import TABLE_ORDER
+from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.schemas.models import canonical_schema
-from chartaudit.schemas.reader import ExtractRejected, RawExtract, read_extract
+from chartaudit.schemas.reader import RawExtract, read_extract
 from chartaudit.schemas.validation import QUARANTINE_SCHEMA, load_extract
 
 from .builders import MANIFEST, assert_counts_add_up, clean_rows, quarantine_rows, write_extract
