@@ -88,6 +88,9 @@ def diabetes_visit(chart: Chart, arrival: datetime) -> str:
         )
     if rng.random() < 0.3:
         chart.diagnosis("I10", arrival + minutes(15), encounter_id)
+    if setting == "outpatient" and rng.random() < 0.4:  # feet inspected, not always tested
+        result = rng.choice(("normal", "normal", "abnormal"))
+        chart.finding(encounter_id, "foot_inspection", result, arrival + minutes(20))
     return encounter_id
 
 
