@@ -35,11 +35,6 @@ def shift_month(year: int, month: int, delta: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
-def utc_text(instant: datetime) -> str:
-    """A UTC instant as written in the answer key: ``2026-10-31T20:00:00Z``."""
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Clock:
     """The coverage months of one extract in one IANA time zone."""
 

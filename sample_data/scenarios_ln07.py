@@ -26,7 +26,6 @@ DIABETES_POOL = (
     ("SNOMEDCT", "73211009"),
     ("SNOMEDCT", "46635009"),
 )
-VALID_SCREENS = ("local_normal", "local_abnormal", "snomed", "order_g9226", "order_2028f")
 DIABETES_MEDICATIONS = (
     ("metformin", "6809", 1000.0, 2.0),
     ("empagliflozin", "1545653", 10.0, 1.0),
@@ -38,7 +37,9 @@ DIABETES_MEDICATIONS = (
 class Diabetic:
     dx: tuple[str, str] | None = None  # (code_system, code); None: one from DIABETES_POOL
     dx_when: str = "problem_list"  # or "encounter", "after_period" (at the period's end instant)
-    screen: str | None = None  # VALID_SCREENS, "not_done", "order_not_completed" or None
+    # local_normal, local_abnormal, snomed, order_g9226, order_2028f (valid screens);
+    # not_done, order_not_completed; None: no screen
+    screen: str | None = None
     screen_when: str = "visit"  # or "13mo_ago", "window_start", "window_start_minus_1min"
     visits_in_window: bool = True
     age: int | None = None
