@@ -231,20 +231,16 @@ def ln13(x: Extract, p: Patient) -> None:
     fact = "first RLS drug: " + (
         "a dopamine agonist" if agonist_first else "not a dopamine agonist"
     )
-    by_instant: dict[datetime, list] = {}
-    for m in orders:
-        by_instant.setdefault(m.time, []).append(m)
-    for start, group in sorted(by_instant.items()):
-        end = x.month_end(x.period(start))
+    for m in sorted(orders, key=lambda o: o.time):  # every order is its own case
+        end = x.month_end(x.period(m.time))
         if not any(t < end for t in rls) or any(t < end for t in parkinsons):
             continue
-        reasons = sorted(reason for m in group if (reason := ln13_reason(m, orders, ferritin)))
-        outcome = "not_met" if reasons else "met"
-        encounter = min((m.encounter for m in group if m.encounter), default=None)
-        detail = reasons[0][1] if reasons else ""
-        x.add("LN-13", p, start, encounter, outcome, rulesets=RULESETS[:1], detail=detail)
+        reason = ln13_reason(m, orders, ferritin)
+        outcome = "not_met" if reason else "met"
+        detail = reason[1] if reason else ""
+        x.add("LN-13", p, m.time, m.encounter, outcome, rulesets=RULESETS[:1], detail=detail)
         detail = f"{detail}; {fact}" if detail else fact
-        x.add("LN-13", p, start, encounter, outcome, rulesets=RULESETS[1:], detail=detail)
+        x.add("LN-13", p, m.time, m.encounter, outcome, rulesets=RULESETS[1:], detail=detail)
 
 
 def ln13_reason(m, orders: list, ferritin: list[datetime]) -> tuple[int, str] | None:

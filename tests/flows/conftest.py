@@ -22,6 +22,15 @@ def generated(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def generated_large(tmp_path_factory) -> Path:
+    """A 5,000-patient, 13-month synthetic extract: every scenario of every measure, many
+    times over, for the engine-equals-answer-key test under both rule sets."""
+    folder = tmp_path_factory.mktemp("large") / "synthetic"
+    generate_extract(folder, patients=5000, months=13, seed=13)
+    return folder
+
+
 @pytest.fixture
 def extract_copy(generated, tmp_path) -> Path:
     """A private copy of the generated extract, for tests that break it."""

@@ -39,19 +39,24 @@ REQUIRED_SCENARIOS = {
 }
 
 
-@pytest.fixture(scope="module", params=["generated", "demo"])
-def audited(request) -> tuple[Path, pl.DataFrame]:
-    """An extract with every month audited by the engine directly (no warehouse): the
-    600-patient test extract and the committed demo extract."""
-    extract = request.getfixturevalue("generated") if request.param == "generated" else DEMO_EXTRACT
+RULESETS = ("source-2025", "evidence-2026")
+AUDITS = [(extract, ruleset) for extract in ("generated_large", "demo") for ruleset in RULESETS]
+
+
+@pytest.fixture(scope="module", params=AUDITS, ids=[f"{e}-{r}" for e, r in AUDITS])
+def audited(request) -> tuple[Path, str, pl.DataFrame]:
+    """An extract with every month audited by the engine directly (no warehouse), under one
+    rule set: the 5,000-patient generated extract and the committed demo extract."""
+    name, ruleset = request.param
+    extract = DEMO_EXTRACT if name == "demo" else request.getfixturevalue(name)
     validated = load_extract(extract)
     manifest = validated.manifest
     catalogue = Catalogue.load()
     with steps.canonical_connection(validated, manifest.extract_id) as con:
-        for period in sorted(answer_key(extract)["period"].unique()):
+        for period in sorted(answer_key(extract, ruleset)["period"].unique()):
             audit = AuditPeriod.of(period, manifest.timezone, manifest.coverage_end)
-            run_measures(con, catalogue, audit, "source-2025", run_id=f"test-{period}")
-        return extract, con.sql("SELECT * FROM case_results").pl()
+            run_measures(con, catalogue, audit, ruleset, run_id=f"test-{period}")
+        return extract, ruleset, con.sql("SELECT * FROM case_results").pl()
 
 
 def test_the_key_holds_every_edge_case(generated):
@@ -68,8 +73,10 @@ def test_the_key_holds_every_edge_case(generated):
 
 
 def test_every_outcome_equals_the_answer_key(audited):
-    extract, engine_results = audited
-    key = answer_key(extract)
+    """Every case of every measure, in every month, under both rule sets: the engine and the
+    generator's independent judge agree case by case, in both directions."""
+    extract, ruleset, engine_results = audited
+    key = answer_key(extract, ruleset)
     # LN-07 is keyed only for months whose 12-month look-back lies inside the coverage.
     last = key.filter(pl.col("measure_id") == "LN-07")["period"].unique().to_list()
     got = case_rows(engine_results).filter(
@@ -80,6 +87,24 @@ def test_every_outcome_equals_the_answer_key(audited):
     assert missing.height == 0, f"cases the engine judged differently or missed:\n{missing}"
     assert unexpected.height == 0, f"cases the key does not expect:\n{unexpected}"
     assert got.height == key.height
+    assert set(got["measure_id"]) == {m.id for m in Catalogue.load().measures}
+    outcomes = set(got.filter(pl.col("measure_id") == "LN-01")["outcome"])
+    assert outcomes == {"met", "not_met", "excluded", "pending"}
+
+
+def test_every_case_records_the_rule_set_and_measure_version_that_judged_it(audited):
+    _, ruleset, engine_results = audited
+    versions = engine_results.select("measure_id", "ruleset", "measure_version").unique()
+    changed = {"LN-10", "LN-11", "LN-12", "LN-13"}  # their evidence-2026 versions differ
+    expected = {
+        (
+            f"LN-{n:02d}",
+            ruleset,
+            "2026.1" if ruleset == "evidence-2026" and f"LN-{n:02d}" in changed else "2025.1",
+        )
+        for n in range(1, 16)
+    }
+    assert set(versions.iter_rows()) == expected
 
 
 @pytest.fixture(scope="module")
