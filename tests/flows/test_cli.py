@@ -189,3 +189,6 @@ def test_demo_writes_the_warehouse_and_the_report(tmp_path):
         key.filter(pl.col("period") == "2026-10").group_by("measure_id").len().iter_rows()
     )
     assert counts == expected
+    html = report.read_text(encoding="utf-8")
+    for number in range(1, 16):  # every measure has its section in the report
+        assert f'id="measure-LN-{number:02d}"' in html
