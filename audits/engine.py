@@ -9,7 +9,8 @@ from pathlib import Path
 import duckdb
 
 from chartaudit.audits.compiler import MeasureCompiler
-from chartaudit.audits.measure import Measure, MeasureError, Version, leaves, load_measures
+from chartaudit.audits.measure import Measure, MeasureError, Version, leaves
+from chartaudit.audits.measure_parser import load_measures
 from chartaudit.audits.period import AuditPeriod
 from chartaudit.audits.valuesets import ValueSet, load_value_sets
 

@@ -26,6 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 import jinja2
 
+from chartaudit.reports import formatting as fmt
+from chartaudit.reports import queries
+
 # Not-met cases listed per measure; the rest are counted as omitted.
 NOT_MET_ROW_CAP = 500
 # Cases judged again listed per (month, measure); the rest are counted as omitted.
@@ -39,7 +42,7 @@ PENDING_EXPLANATION = "window still open at coverage end; judged again next mont
 _OUTCOME_ORDER = {"met": 0, "not_met": 1, "excluded": 2, "pending": 3}
 
 _PERIOD_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
-_DASH = "\u2014"
+fmt.DASH = "\u2014"
 
 
 class ReportError(Exception):
@@ -52,81 +55,6 @@ class _Run:
     zone: tzinfo
     zone_name: str
     zone_note: str | None
-
-
-# --------------------------------------------------------------------------------------------
-# Formatting (used as Jinja2 filters and by the Markdown summary; they return plain text, which
-# the template then escapes).
-
-
-def _pct(value: float | None) -> str:
-    return _DASH if value is None else f"{100 * value:.1f} %"
-
-
-def _ci(low: float | None, high: float | None) -> str:
-    if low is None or high is None:
-        return _DASH
-    return f"{100 * low:.1f}\u2013{100 * high:.1f} %"
-
-
-def _count(value: int | None) -> str:
-    return _DASH if value is None else f"{value:,}"
-
-
-def _hours(value: float | None) -> str:
-    return _DASH if value is None else f"{value:.1f} h"
-
-
-def _elapsed(value: float | None) -> str:
-    """Measured hours as today ("3.5 h"), with days beside them from 48 h ("216.0 h (9.0 d)")."""
-    if value is None:
-        return _DASH
-    if abs(value) >= 48:
-        return f"{_hours(value)} ({value / 24:.1f} d)"
-    return _hours(value)
-
-
-def _span(value: float | None) -> str:
-    """A line or window: "4 h", "12 h", "1.5 h"; in days from 48 h: "14 d", "2.5 d"."""
-    if value is None:
-        return _DASH
-    amount, unit = (value / 24, "d") if abs(value) >= 48 else (value, "h")
-    text = f"{amount:.0f}" if amount == round(amount) else f"{amount:.1f}"
-    return f"{text} {unit}"
-
-
-def _share(part: int | None, whole: int | None) -> str:
-    """Part of whole as "3 of 6 (50.0 %)"; a dash when there is no part (no line to be within)."""
-    if part is None or whole is None:
-        return _DASH
-    return f"{_count(part)} of {_count(whole)} ({_pct(part / whole if whole else None)})"
-
-
-def _outcome(value: str | None) -> str:
-    return _DASH if value is None else value.replace("_", " ")
-
-
-def _one_line(value: str | None) -> str:
-    """Folded text (a measure file's `changes`) as one line; empty for None."""
-    return " ".join((value or "").split())
-
-
-def _offset(moment: datetime) -> str:
-    delta = moment.utcoffset()
-    minutes = 0 if delta is None else int(delta.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    hours, mins = divmod(abs(minutes), 60)
-    return f"{sign}{hours:02d}:{mins:02d}"
-
-
-def _local_time(value: datetime | None, zone: tzinfo) -> str:
-    """An instant shown as local wall-clock time in ``zone`` with its UTC offset."""
-    if value is None:
-        return _DASH
-    if value.tzinfo is None:  # a TIMESTAMP without zone: the warehouse stores UTC instants
-        value = value.replace(tzinfo=UTC)
-    local = value.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M} {_offset(local)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,111 +112,6 @@ def _latest_run(con: duckdb.DuckDBPyConnection, period: str) -> _Run:
     return _Run(fields, UTC, "UTC", note)
 
 
-_MEASURES_SQL = """
-WITH m AS (
-    SELECT measure_id, any_value(measure_version) AS measure_version, any_value(title) AS title,
-           any_value(unit) AS unit, any_value(measure_type) AS measure_type,
-           any_value(reference_hours) AS reference_hours, any_value(ruleset) AS ruleset,
-           any_value(window_hours) AS window_hours, any_value(changes) AS changes
-    FROM measures WHERE run_id = $run_id GROUP BY measure_id
-),
-s AS (
-    SELECT * FROM latest_measure_summary WHERE period = $period AND stratum_kind = 'all'
-)
-SELECT coalesce(m.measure_id, s.measure_id) AS measure_id,
-       m.measure_version, m.title, m.unit, m.measure_type, m.reference_hours, m.ruleset,
-       m.window_hours, m.changes,
-       s.denominator, s.met, s.not_met, s.excluded, s.pending, s.rate, s.ci_low, s.ci_high
-FROM m FULL OUTER JOIN s ON s.measure_id = m.measure_id
-ORDER BY measure_id
-"""
-
-_STRATA_SQL = """
-SELECT measure_id, stratum_kind, coalesce(stratum, 'unknown') AS stratum,
-       denominator, met, not_met, excluded, pending, rate, ci_low, ci_high
-FROM latest_measure_summary
-WHERE period = $period AND stratum_kind IN ('site', 'setting')
-ORDER BY measure_id, CASE stratum_kind WHEN 'site' THEN 0 ELSE 1 END, stratum
-"""
-
-# Components (LN-04's exam parts) and also-reported facts (LN-07's loss of protective sensation),
-# among the denominator cases, in the order the measure file lists them.
-_COMPONENTS_SQL = """
-SELECT s.measure_id, s.kind, s.name, s.denominator, s.cases_with, s.rate, s.ci_low, s.ci_high
-FROM latest_component_summary AS s
-LEFT JOIN measures AS m ON m.run_id = s.run_id AND m.measure_id = s.measure_id
-WHERE s.period = $period
-ORDER BY s.measure_id, CASE s.kind WHEN 'component' THEN 0 ELSE 1 END,
-         list_position(CASE s.kind WHEN 'component' THEN m.components ELSE m.also_report END,
-                       s.name) NULLS LAST,
-         s.name
-"""
-
-# Time to the numerator event (timeliness measures, and LN-01's 4 h reference line).
-_TIMING_SQL = """
-SELECT * FROM latest_timing_summary WHERE period = $period ORDER BY measure_id
-"""
-
-_NOT_MET_SQL = """
-SELECT measure_id, patient_id, encounter_id, site_id, setting, index_time, evidence,
-       count(*) OVER (PARTITION BY measure_id) AS total
-FROM latest_case_results
-WHERE period = $period AND outcome = 'not_met'
-QUALIFY row_number() OVER (
-    PARTITION BY measure_id ORDER BY index_time, patient_id, encounter_id
-) <= $cap
-ORDER BY measure_id, index_time, patient_id, encounter_id
-"""
-
-# Pending cases judged again: by an audit run, those of earlier months (rejudged_cases.run_id);
-# for a rejudge run, those of its own month (rejudged_cases.rejudge_run_id). {column} is one of
-# these two names, never input.
-_REJUDGED_COUNTS_SQL = """
-SELECT r.period, r.measure_id, r.previous_outcome, r.outcome, count(*) AS n,
-       any_value(m.title) AS title
-FROM rejudged_cases AS r
-LEFT JOIN measures AS m ON m.run_id = r.rejudge_run_id AND m.measure_id = r.measure_id
-WHERE r.{column} = $run_id
-GROUP BY r.period, r.measure_id, r.previous_outcome, r.outcome
-ORDER BY r.period, r.measure_id, r.previous_outcome, r.outcome
-"""
-
-_REJUDGED_CASES_SQL = """
-SELECT period, measure_id, patient_id, encounter_id, index_time, previous_outcome, outcome,
-       evidence
-FROM rejudged_cases
-WHERE {column} = $run_id
-QUALIFY row_number() OVER (
-    PARTITION BY period, measure_id ORDER BY index_time, patient_id, encounter_id
-) <= $cap
-ORDER BY period, measure_id, index_time, patient_id, encounter_id
-"""
-
-_LOAD_COUNTS_SQL = """
-SELECT table_name,
-       sum(input_rows) AS input_rows,
-       sum(loaded_rows) AS loaded_rows,
-       sum(quarantined_rows) AS quarantined_rows,
-       list_sort(list(DISTINCT source_file)) AS source_files
-FROM load_counts WHERE run_id = $run_id
-GROUP BY table_name ORDER BY table_name
-"""
-
-_QUARANTINE_SQL = """
-WITH g AS (
-    SELECT table_name, column_name, rule, count(*) AS n,
-           first(source_file || ' line ' || source_line ORDER BY source_file, source_line)
-               AS first_seen
-    FROM quarantine WHERE run_id = $run_id
-    GROUP BY table_name, column_name, rule
-)
-SELECT *, count(*) OVER () AS groups, sum(n) OVER () AS problems
-FROM g
-ORDER BY n DESC, table_name, column_name NULLS FIRST, rule
-LIMIT $top
-"""
-
-
 def _is_rejudge(fields: dict[str, Any]) -> bool:
     return fields.get("kind") == "rejudge"
 
@@ -306,7 +129,7 @@ def _measure_view(row: dict[str, Any], run_ruleset: str | None) -> dict[str, Any
     return {
         **row,
         "ruleset": row.get("ruleset") or run_ruleset,
-        "changes": _one_line(row.get("changes")),
+        "changes": fmt.one_line(row.get("changes")),
         "no_case": not any(counts),
     }
 
@@ -317,8 +140,8 @@ def _timing_view(row: dict[str, Any]) -> dict[str, Any]:
     within_window = row["within_window"] if row["window_hours"] is not None else None
     return {
         **row,
-        "reference": _share(within_reference, denominator),
-        "window": _share(within_window, denominator),
+        "reference": fmt.share(within_reference, denominator),
+        "window": fmt.share(within_window, denominator),
     }
 
 
@@ -330,7 +153,7 @@ def _rejudged_groups(
     column = "rejudge_run_id" if _is_rejudge(fields) else "run_id"
     params = {"run_id": fields["run_id"]}
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    counts = _records(con, _REJUDGED_COUNTS_SQL.format(column=column), params)
+    counts = _records(con, queries.REJUDGED_COUNTS_SQL.format(column=column), params)
     counts.sort(key=lambda r: (r["period"], r["measure_id"], _OUTCOME_ORDER.get(r["outcome"], 9)))
     for row in counts:
         group = groups.setdefault(
@@ -345,16 +168,16 @@ def _rejudged_groups(
             },
         )
         group["changes"].append(
-            f"{_count(row['n'])} {_outcome(row['previous_outcome'])} \u2192 "
-            f"{_outcome(row['outcome'])}"
+            f"{fmt.count(row['n'])} {fmt.outcome(row['previous_outcome'])} \u2192 "
+            f"{fmt.outcome(row['outcome'])}"
         )
         group["total"] += row["n"]
     cases = _records(
-        con, _REJUDGED_CASES_SQL.format(column=column), {**params, "cap": REJUDGED_ROW_CAP}
+        con, queries.REJUDGED_CASES_SQL.format(column=column), {**params, "cap": REJUDGED_ROW_CAP}
     )
     for row in cases:
-        row["index_local"] = _local_time(row["index_time"], zone)
-        row["outcome_text"] = _outcome(row["outcome"])
+        row["index_local"] = fmt.local_time(row["index_time"], zone)
+        row["outcome_text"] = fmt.outcome(row["outcome"])
         groups[(row["period"], row["measure_id"])]["cases"].append(row)
     for group in groups.values():
         group["line"] = f"{group['period']} {group['measure_id']}: " + ", ".join(group["changes"])
@@ -372,24 +195,24 @@ def _report_context(
 
     measures = [
         _measure_view(row, fields.get("ruleset"))
-        for row in _records(con, _MEASURES_SQL, {"run_id": run_id, "period": period})
+        for row in _records(con, queries.MEASURES_SQL, {"run_id": run_id, "period": period})
     ]
     strata: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _records(con, _STRATA_SQL, {"period": period}):
+    for row in _records(con, queries.STRATA_SQL, {"period": period}):
         strata[row["measure_id"]].append(row)
     components: dict[str, list[dict[str, Any]]] = defaultdict(list)
     also_report: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _records(con, _COMPONENTS_SQL, {"period": period}):
+    for row in _records(con, queries.COMPONENTS_SQL, {"period": period}):
         target = components if row["kind"] == "component" else also_report
         target[row["measure_id"]].append(row)
     timing = {
         row["measure_id"]: _timing_view(row)
-        for row in _records(con, _TIMING_SQL, {"period": period})
+        for row in _records(con, queries.TIMING_SQL, {"period": period})
     }
     not_met: dict[str, list[dict[str, Any]]] = defaultdict(list)
     not_met_total: dict[str, int] = {}
-    for row in _records(con, _NOT_MET_SQL, {"period": period, "cap": NOT_MET_ROW_CAP}):
-        row["index_local"] = _local_time(row["index_time"], zone)
+    for row in _records(con, queries.NOT_MET_SQL, {"period": period, "cap": NOT_MET_ROW_CAP}):
+        row["index_local"] = fmt.local_time(row["index_time"], zone)
         not_met[row["measure_id"]].append(row)
         not_met_total[row["measure_id"]] = row["total"]
 
@@ -412,9 +235,9 @@ def _report_context(
         )
 
     loading_run = _loading_run_id(fields)
-    load_counts = _records(con, _LOAD_COUNTS_SQL, {"run_id": loading_run})
+    load_counts = _records(con, queries.LOAD_COUNTS_SQL, {"run_id": loading_run})
     quarantine = _records(
-        con, _QUARANTINE_SQL, {"run_id": loading_run, "top": TOP_QUARANTINE_RULES}
+        con, queries.QUARANTINE_SQL, {"run_id": loading_run, "top": TOP_QUARANTINE_RULES}
     )
     quarantine_groups = quarantine[0]["groups"] if quarantine else 0
     quarantine_problems = quarantine[0]["problems"] if quarantine else 0
@@ -425,10 +248,10 @@ def _report_context(
         "rejudge": _is_rejudge(fields),
         "zone_name": run.zone_name,
         "zone_note": run.zone_note,
-        "coverage_end": _local_time(fields.get("coverage_end"), zone),
-        "started_at": _local_time(fields.get("started_at"), zone),
-        "finished_at": _local_time(fields.get("finished_at"), zone),
-        "generated_at": _local_time(generated_at, zone),
+        "coverage_end": fmt.local_time(fields.get("coverage_end"), zone),
+        "started_at": fmt.local_time(fields.get("started_at"), zone),
+        "finished_at": fmt.local_time(fields.get("finished_at"), zone),
+        "generated_at": fmt.local_time(generated_at, zone),
         "measures": measures,
         "sections": sections,
         "pending_explanation": PENDING_EXPLANATION,
@@ -457,11 +280,11 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        pct=_pct,
-        ci=_ci,
-        count=_count,
-        elapsed=_elapsed,
-        span=_span,
+        pct=fmt.pct,
+        ci=fmt.ci,
+        count=fmt.count,
+        elapsed=fmt.elapsed,
+        span=fmt.span,
     )
     return env
 
@@ -519,7 +342,9 @@ def render_markdown_summary(con: duckdb.DuckDBPyConnection, period: str) -> str:
     pending cases of earlier months this run judged again, when there were any. Reads only."""
     run = _latest_run(con, period)
     try:
-        rows = _records(con, _MEASURES_SQL, {"run_id": run.fields["run_id"], "period": period})
+        rows = _records(
+            con, queries.MEASURES_SQL, {"run_id": run.fields["run_id"], "period": period}
+        )
         rejudged = _rejudged_groups(con, run.fields, run.zone)
     except (duckdb.CatalogException, duckdb.BinderException) as exc:
         raise _older_warehouse(con, exc) from exc
@@ -535,13 +360,13 @@ def render_markdown_summary(con: duckdb.DuckDBPyConnection, period: str) -> str:
         name = m["measure_id"] if not m["title"] else f"{m['measure_id']} {m['title']}"
         cells = [
             name,
-            _pct(m["rate"]),
-            _ci(m["ci_low"], m["ci_high"]),
-            _count(m["denominator"]),
-            _count(m["met"]),
-            _count(m["not_met"]),
-            _count(m["excluded"]),
-            _count(m["pending"]),
+            fmt.pct(m["rate"]),
+            fmt.ci(m["ci_low"], m["ci_high"]),
+            fmt.count(m["denominator"]),
+            fmt.count(m["met"]),
+            fmt.count(m["not_met"]),
+            fmt.count(m["excluded"]),
+            fmt.count(m["pending"]),
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     if rejudged:
@@ -549,8 +374,8 @@ def render_markdown_summary(con: duckdb.DuckDBPyConnection, period: str) -> str:
         if _is_rejudge(run.fields):
             lead = (
                 "Pending cases of this month judged again by run"
-                f" {run.fields.get('triggered_by') or _DASH}"
-                f" on extract {run.fields.get('extract_id') or _DASH}"
+                f" {run.fields.get('triggered_by') or fmt.DASH}"
+                f" on extract {run.fields.get('extract_id') or fmt.DASH}"
             )
         else:
             lead = "Pending cases of earlier months judged again by this run"

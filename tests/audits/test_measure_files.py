@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from chartaudit.audits.engine import Catalogue
-from chartaudit.audits.measure import MEASURE_DIR, MeasureError, read_measure
+from chartaudit.audits.measure import MEASURE_DIR, MeasureError
+from chartaudit.audits.measure_parser import read_measure
 
 CATALOGUE = Catalogue.load()
 
