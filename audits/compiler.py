@@ -30,6 +30,7 @@ from chartaudit.audits.criteria import (
 from chartaudit.audits.measure import Criterion, Definition, Leaf, Measure, Named, Version, leaves
 from chartaudit.audits.period import AuditPeriod
 from chartaudit.audits.valuesets import ValueSet
+from chartaudit.schemas.contract import TABLES
 
 
 class MeasureCompiler(CriteriaCompiler):
@@ -340,6 +341,49 @@ class MeasureCompiler(CriteriaCompiler):
             "WITH RECURSIVE\n" + ",\n".join(self.ctes()) + "\n"
             "SELECT DISTINCT patient_id, leaf FROM (" + " UNION ALL ".join(selects) + ")"
             " WHERE leaf IS NOT NULL"
+        )
+
+    def window_edges(self) -> list[tuple[str, Leaf, str]]:
+        """(population, leaf, side) of every window bound this version judges by."""
+        return [
+            (part, leaf, side)
+            for part, leaf in self.traced_leaves()
+            if leaf.window is not None
+            for side in ("start", "end")
+            if getattr(leaf.window, side) is not None
+        ]
+
+    def edge_sql(self) -> str:
+        """(patient_id, leaf path, side, spot) for every window bound that a row of the patient
+        sits exactly on (spot 'on') or one step to the other side of (spot 'off': one minute,
+        or one day for a date column; outside a closed bound, inside an open one), relative to
+        one of the patient's candidate index events or cases."""
+        selects = []
+        for part, leaf, side in self.window_edges():
+            bound = getattr(leaf.window, side)
+            rows = "cand_all" if part == "index" else "cases"
+            column = f"e.{self.time_column(leaf)}"
+            is_date = TABLES[leaf.table].column(self.time_column(leaf)).type == "date"
+            edge = self.bound(bound)
+            outward = -1 if side == "start" else 1
+            step = outward if not bound.strict else -outward
+            if is_date:
+                edge = f"CAST(timezone({quote(self.period.timezone)}, {edge}) AS DATE)"
+                off = f"{edge} + INTERVAL ({step}) DAY"
+            else:
+                off = f"{edge} + INTERVAL ({step}) MINUTE"
+            where = " AND ".join(self.leaf_conditions(leaf, windowed=False))
+            for spot, instant in (("on", edge), ("off", off)):
+                selects.append(
+                    f"SELECT c.patient_id, {quote(leaf.path)} AS leaf, {quote(side)} AS side,"
+                    f" {quote(spot)} AS spot FROM {rows} c JOIN {leaf.table} e"
+                    f" ON e.patient_id = c.patient_id WHERE {where} AND {column} = {instant}"
+                )
+        if not selects:
+            selects = ["SELECT NULL AS patient_id, NULL AS leaf, NULL AS side, NULL AS spot"]
+        return (
+            "WITH RECURSIVE\n" + ",\n".join(self.ctes()) + "\n"
+            "SELECT DISTINCT * FROM (" + " UNION ALL ".join(selects) + ") WHERE leaf IS NOT NULL"
         )
 
 

@@ -191,6 +191,7 @@ class CaseRun:
     outcomes: list[str]
     evidence: list[str]
     criteria: set[str]  # paths of the measure's criteria that held for the patient
+    reasons: list[str | None] = field(default_factory=list)  # exclusion / failure reasons
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -205,6 +206,9 @@ class DeckRun:
     measure_version: str
     cases: list[CaseRun]
     criteria: list[tuple[str, str, str]]  # (population, path, label) of every criterion
+    bounds: list[tuple[str, str, str, str]] = field(default_factory=list)  # part, path, label, side
+    edges: set[tuple[str, str, str]] = field(default_factory=set)  # (path, side, on | off) seen
+    reasons: list[tuple[str, str]] = field(default_factory=list)  # (outcome, reason) possible
 
     @property
     def passed(self) -> bool:
@@ -213,6 +217,36 @@ class DeckRun:
     @property
     def held(self) -> set[str]:
         return set().union(*(c.criteria for c in self.cases))
+
+
+def by_measure(runs: list[DeckRun]) -> dict[tuple[str, str], list[DeckRun]]:
+    """The runs grouped by (measure, rule set): what the coverage checks look at together."""
+    groups: dict[tuple[str, str], list[DeckRun]] = {}
+    for run in runs:
+        groups.setdefault((run.deck.measure, run.ruleset), []).append(run)
+    return groups
+
+
+def unused_reasons(runs: list[DeckRun]) -> list[tuple[str, str]]:
+    """(outcome, reason) of every exclusion, and every reason a fails-if numerator fails, that
+    no deck case of the measure (one rule set) gets as its outcome's reason."""
+    pairs = (zip(c.outcomes, c.reasons, strict=True) for run in runs for c in run.cases)
+    seen = {pair for case in pairs for pair in case}
+    wanted = dict.fromkeys(w for run in runs for w in run.reasons)
+    return [w for w in wanted if w not in seen]
+
+
+def untested_edges(runs: list[DeckRun]) -> list[tuple[str, str, str, str, list[str]]]:
+    """Window bounds of the measure (one rule set) that no deck case puts a row exactly on
+    ('on') or one step past ('off'): (population, path, label, side, the spots missing)."""
+    seen = set().union(*(run.edges for run in runs))
+    bounds = dict.fromkeys(b for run in runs for b in run.bounds)
+    missing = []
+    for part, path, label, side in bounds:
+        spots = [spot for spot in ("on", "off") if (path, side, spot) not in seen]
+        if spots:
+            missing.append((part, path, label, side, spots))
+    return missing
 
 
 def unreached(runs: list[DeckRun]) -> list[tuple[str, str, str]]:
@@ -234,22 +268,31 @@ def run_deck(deck: Deck, catalogue: Catalogue, ruleset: str) -> DeckRun:
         con.execute(RESULT_TABLES_DDL)
         run_measures(con, catalogue.only(deck.measure), period, ruleset, run_id="deck")
         results = con.execute(
-            "SELECT patient_id, outcome, hours_to_event, evidence, flags, components"
+            "SELECT patient_id, outcome, hours_to_event, evidence, flags, components, reason"
             " FROM case_results ORDER BY patient_id, index_time, index_event_id"
         ).fetchall()
         compiler = MeasureCompiler(measure, version, catalogue.value_sets, period, "deck")
         held = con.execute(compiler.trace_sql()).fetchall()
+        edges = {
+            (path, side, spot)
+            for _, path, side, spot in con.execute(compiler.edge_sql()).fetchall()
+        }
     criteria = [(part, leaf.path, leaf.label) for part, leaf in compiler.traced_leaves()]
+    bounds = [(part, leaf.path, leaf.label, side) for part, leaf, side in compiler.window_edges()]
     runs = [
         _compare(case, ruleset, [r for r in results if r[0] == case.patient_id], held)
         for case in deck.cases
     ]
-    return DeckRun(deck, ruleset, version.version, runs, criteria)
+    definition = compiler.definition
+    reasons = [("excluded", x.name) for x in definition.exclusions]
+    reasons += [("not_met", x.name) for x in definition.numerator.fails_if]
+    return DeckRun(deck, ruleset, version.version, runs, criteria, bounds, edges, reasons)
 
 
 def _compare(case: DeckCase, ruleset: str, got: list[tuple], held: list[tuple]) -> CaseRun:
     outcomes, evidence = [r[1] for r in got], [r[3] for r in got]
-    run = CaseRun(case, outcomes, evidence, {leaf for p, leaf in held if p == case.patient_id})
+    criteria = {leaf for p, leaf in held if p == case.patient_id}
+    run = CaseRun(case, outcomes, evidence, criteria, [r[6] for r in got])
     expect = case.expect[ruleset]
     if outcomes != expect:
         run.problems.append(f"expected {expect}, got {outcomes}: {evidence}")

@@ -273,6 +273,7 @@ def measures_test(
             f"\n{total - failed} of {total} deck case runs passed"
             f" ({cases} cases, each under each rule set of its deck)",
             markup=False,
+            soft_wrap=True,
         )
         if failed:
             raise DeckFailures(f"{failed} of {total} deck case runs failed; see above")

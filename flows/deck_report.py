@@ -9,10 +9,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from chartaudit.audits.compiler import MeasureCompiler
-from chartaudit.audits.decks import DeckRun, read_deck, run_deck, unreached
+from chartaudit.audits.decks import (
+    DeckRun,
+    by_measure,
+    read_deck,
+    run_deck,
+    unreached,
+    untested_edges,
+    unused_reasons,
+)
 from chartaudit.audits.engine import Catalogue
 from chartaudit.audits.measure import Measure, MeasureError
 from chartaudit.audits.period import AuditPeriod
+
+SPOT_WORDS = {"on": "exactly on", "off": "one step (minute or day) past"}
 
 
 class DeckFailures(RuntimeError):
@@ -55,11 +65,23 @@ def print_deck_run(console: Console, run: DeckRun) -> None:
 
 
 def print_unreached(console: Console, runs: list[DeckRun]) -> None:
-    """Per measure and rule set, the criteria no deck case reaches."""
-    groups: dict[tuple[str, str], list[DeckRun]] = {}
-    for run in runs:
-        groups.setdefault((run.deck.measure, run.ruleset), []).append(run)
-    for (measure, ruleset), group in groups.items():
+    """Per measure and rule set, the criteria no deck case reaches, the window edges no deck
+    case sits on or just past, and the reasons no deck case is excluded or fails for."""
+    for (measure, ruleset), group in by_measure(runs).items():
+        for part, path, label, side, spots in untested_edges(group):
+            where = " and ".join(SPOT_WORDS[s] for s in spots)
+            console.print(
+                f"{measure} {ruleset}: no deck case has a row {where} the {side} of {part}"
+                f" {path} ({label})",
+                markup=False,
+                soft_wrap=True,
+            )
+        for outcome, reason in unused_reasons(group):
+            console.print(
+                f"{measure} {ruleset}: no deck case is {outcome} because {reason}",
+                markup=False,
+                soft_wrap=True,
+            )
         for part, path, label in unreached(group):
             console.print(
                 f"{measure} {ruleset}: no deck case reaches {part} {path} ({label})",

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from chartaudit.audits.decks import read_deck, run_deck, unreached
+from chartaudit.audits.decks import (
+    by_measure,
+    read_deck,
+    run_deck,
+    unreached,
+    untested_edges,
+    unused_reasons,
+)
 from chartaudit.audits.engine import Catalogue
 
 CATALOGUE = Catalogue.load()
@@ -29,11 +36,25 @@ def test_every_measure_has_a_deck_of_at_least_six_cases():
     assert min(sizes.values()) >= 6, sizes
 
 
-def test_the_decks_reach_every_criterion_of_every_measure():
-    """A criterion no deck case makes true is a branch nobody has checked."""
+@pytest.fixture(scope="module")
+def deck_groups():
     runs = [run_deck(read_deck(p), CATALOGUE, r) for p, r in RUNS]
-    groups = {}
-    for run in runs:
-        groups.setdefault((run.deck.measure, run.ruleset), []).append(run)
-    missing = {key: unreached(group) for key, group in groups.items() if unreached(group)}
+    return by_measure(runs)
+
+
+def test_the_decks_reach_every_criterion_of_every_measure(deck_groups):
+    """A criterion no deck case makes true is a branch nobody has checked."""
+    missing = {key: unreached(group) for key, group in deck_groups.items() if unreached(group)}
+    assert not missing, missing
+
+
+def test_the_decks_put_a_row_on_and_just_past_both_edges_of_every_window(deck_groups):
+    """Every window bound of every criterion: some deck case has a row exactly on it, and one a
+    minute (a day, for dates) past it, so an off-by-one in any window is caught."""
+    missing = {k: untested_edges(g) for k, g in deck_groups.items() if untested_edges(g)}
+    assert not missing, missing
+
+
+def test_every_exclusion_and_failure_reason_decides_some_deck_case(deck_groups):
+    missing = {k: unused_reasons(g) for k, g in deck_groups.items() if unused_reasons(g)}
     assert not missing, missing
