@@ -48,6 +48,8 @@ def rejudge_pending(
     con.execute("CREATE OR REPLACE TEMP TABLE fresh AS SELECT * FROM case_results WHERE FALSE")
     plan, ran = [], []
     for period, parent_run_id, ruleset in months:
+        if ruleset not in catalogue.rulesets:  # a rule set this catalogue no longer has
+            continue
         run_id = f"{period}_rejudged_by_{triggered_by}"
         audit = AuditPeriod.of(period, timezone, coverage_end)
         ran += run_measures(con, catalogue, audit, ruleset, run_id, target="fresh")
