@@ -8,6 +8,10 @@ list: the patient is no case at all); ``hours`` optionally pins hours_to_event, 
 ``components`` the facts that hold per case, and ``evidence`` words each case's evidence must
 contain.
 
+``unreachable`` lists window edges no timeline can exercise, each with why (e.g. LN-14's ABI one
+minute before its numerator window falls in its look-back, so that visit is never a case); the
+coverage checks accept them, and flag a declaration that a case does reach.
+
 A deck runs under every rule set in its ``rulesets`` (default: both). Where the rule sets judge a
 case differently, ``expect`` is a mapping from rule set to outcome(s), e.g.
 ``expect: {source-2025: met, evidence-2026: not_met}``.
@@ -70,6 +74,7 @@ class Deck:
     rows: dict[str, list[dict]]
     rulesets: tuple[str, ...] = RULESETS
     path: Path | None = None
+    unreachable: tuple[tuple[str, str, str], ...] = ()  # (criterion path, side, spot)
 
 
 def _instant(value, zone: ZoneInfo) -> datetime:
@@ -143,7 +148,20 @@ def _read_deck(path: Path) -> Deck:
         rows,
         rulesets,
         path,
+        tuple(_unreachable(path, data.get("unreachable") or [])),
     )
+
+
+def _unreachable(path: Path, items: list) -> list[tuple[str, str, str]]:
+    """Declared unreachable window edges; each needs its criterion, side, spot and a reason."""
+    edges = []
+    for item in items:
+        if not (isinstance(item, dict) and set(item) == {"criterion", "side", "spot", "why"}):
+            raise DeckError(f"{path.name}: unreachable: give criterion, side, spot and why")
+        if item["side"] not in ("start", "end") or item["spot"] not in ("on", "off"):
+            raise DeckError(f"{path.name}: unreachable: side is start|end, spot is on|off")
+        edges.append((str(item["criterion"]), item["side"], item["spot"]))
+    return edges
 
 
 def _check_unique_ids(rows: dict[str, list[dict]], where: str) -> None:
@@ -239,7 +257,7 @@ def unused_reasons(runs: list[DeckRun]) -> list[tuple[str, str]]:
 def untested_edges(runs: list[DeckRun]) -> list[tuple[str, str, str, str, list[str]]]:
     """Window bounds of the measure (one rule set) that no deck case puts a row exactly on
     ('on') or one step past ('off'): (population, path, label, side, the spots missing)."""
-    seen = set().union(*(run.edges for run in runs))
+    seen = set().union(*(run.edges for run in runs), *(run.deck.unreachable for run in runs))
     bounds = dict.fromkeys(b for run in runs for b in run.bounds)
     missing = []
     for part, path, label, side in bounds:
@@ -247,6 +265,15 @@ def untested_edges(runs: list[DeckRun]) -> list[tuple[str, str, str, str, list[s
         if spots:
             missing.append((part, path, label, side, spots))
     return missing
+
+
+def reached_unreachable(runs: list[DeckRun]) -> list[tuple[str, str, str]]:
+    """Edges a deck declares unreachable that a deck case does reach (one measure, all its rule
+    sets), or that name no window bound of the measure: the declaration is wrong or stale."""
+    seen = set().union(*(run.edges for run in runs))
+    bounds = {(path, side) for run in runs for _, path, _, side in run.bounds}
+    declared = {edge for run in runs for edge in run.deck.unreachable}
+    return sorted(e for e in declared if e in seen or (e[0], e[1]) not in bounds)
 
 
 def unreached(runs: list[DeckRun]) -> list[tuple[str, str, str]]:

@@ -7,6 +7,7 @@ import pytest
 
 from chartaudit.audits.decks import (
     by_measure,
+    reached_unreachable,
     read_deck,
     run_deck,
     unreached,
@@ -53,6 +54,14 @@ def test_the_decks_put_a_row_on_and_just_past_both_edges_of_every_window(deck_gr
     minute (a day, for dates) past it, so an off-by-one in any window is caught."""
     missing = {k: untested_edges(g) for k, g in deck_groups.items() if untested_edges(g)}
     assert not missing, missing
+
+
+def test_edges_declared_unreachable_are_really_unreached(deck_groups):
+    measures = {}
+    for (measure, _), group in deck_groups.items():  # all rule sets of a measure together
+        measures.setdefault(measure, []).extend(group)
+    wrong = {m: reached_unreachable(g) for m, g in measures.items() if reached_unreachable(g)}
+    assert not wrong, wrong
 
 
 def test_every_exclusion_and_failure_reason_decides_some_deck_case(deck_groups):
