@@ -5,7 +5,7 @@ reference judge over the written files and writes ``answer_key.csv``: one row pe
 set (``source-2025``, ``evidence-2026``), for every month of the coverage (LN-07, a patient
 measure, only for months whose 12-month look-back starts at or after the coverage start).
 
-The judge applies measures.md and notes/readings.md in plain Python, one function per measure
+The judge applies measures.md and docs/measure-readings.md in plain Python, one function per measure
 (``answer_key_spine``: LN-01 to LN-06; ``answer_key_neuro``: LN-07 to LN-13;
 ``answer_key_vascular``: LN-14, LN-15). It shares no code with the SQL engine in ``audits/``,
 nor with the scenarios that wrote the data, so the engine and the key can be compared case by

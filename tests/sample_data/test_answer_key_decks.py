@@ -1,5 +1,5 @@
 """The answer-key judge against the measure test decks (tests/audits/decks/): two readings of
-measures.md and readings.md, written by different hands, must give every deck case the same
+measures.md and docs/measure-readings.md, written by different hands, must give every deck case the same
 outcome. A deck for a new measure is picked up as soon as it lands."""
 
 from __future__ import annotations
