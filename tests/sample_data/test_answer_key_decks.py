@@ -1,6 +1,6 @@
-"""The answer-key judge against the measure test decks (tests/audits/decks/): two readings of
-measures.md and docs/measure-readings.md, written by different hands, must give every deck case the same
-outcome. A deck for a new measure is picked up as soon as it lands."""
+"""The answer-key judge against the measure test decks (audits/decks/): two readings of
+measures.md and docs/measure-readings.md, written by different hands, must give every deck case
+the same outcome. A deck for a new measure is picked up as soon as it lands."""
 
 from __future__ import annotations
 
