@@ -1,10 +1,10 @@
 """What the answer-key judge reads: the loadable rows of a written extract, as instants.
 
 The judge (``answer_key``) is a reference reading of measures.md and docs/measure-readings.md
-in plain Python. It shares no code with the SQL engine (``audits/``) nor with the generator's scenarios:
-it reads the extract folder the way a loader must (CSV or Parquet, minus the rows listed in
-``expected_quarantine.csv``), turns every timestamp into a UTC instant, and groups rows by
-patient. Codes are compared as the contract spells them: ICD-10-CM without the dot and in upper
+in plain Python. It shares no code with the SQL engine (``audits/``) nor with the generator's
+scenarios: it reads the extract folder the way a loader must (CSV or Parquet, minus the rows
+listed in ``expected_quarantine.csv``), turns every timestamp into a UTC instant, and groups rows
+by patient. Codes are compared as the contract spells them: ICD-10-CM without the dot and in upper
 case, CPT/HCPCS in upper case, LOCAL concepts in lower case, ingredients in lower case.
 """
 
