@@ -32,6 +32,10 @@ from chartaudit.audits.period import AuditPeriod
 from chartaudit.audits.valuesets import ValueSet
 from chartaudit.schemas.contract import TABLES
 
+# Candidates of one patient at one instant, in a total order: the row, then the criterion that
+# made it one (a row can match two index criteria).
+CANDIDATE_ORDER = "{c}.index_event_id, {c}.index_leaf NULLS LAST, {c}.index_event"
+
 
 class MeasureCompiler(CriteriaCompiler):
     def __init__(
@@ -133,29 +137,33 @@ class MeasureCompiler(CriteriaCompiler):
         return [
             starts,
             # Candidates at the same instant are one case: the one with the smallest encounter
-            # id stands for it (an event without an encounter only when none has one).
+            # id stands for it (an event without an encounter only when none has one), then
+            # the smallest row id and criterion, so the choice never depends on scan order.
             "idx AS (SELECT cand.* FROM cand JOIN ep ON cand.patient_id = ep.patient_id"
             " AND cand.index_time = ep.start_time"
             " QUALIFY row_number() OVER (PARTITION BY cand.patient_id, cand.index_time"
-            " ORDER BY cand.encounter_id NULLS LAST, cand.index_event_id) = 1)",
+            f" ORDER BY cand.encounter_id NULLS LAST, {CANDIDATE_ORDER.format(c='cand')}) = 1)",
         ]
 
     def cases(self) -> str:
         period = self.period
         if self.definition.index.trigger == "patient":
-            # A patient case is shown under the site and setting of its latest encounter.
+            # A patient case is shown under the site and setting of its latest encounter (of
+            # two at one instant, the one with the larger id: both columns from the same row).
+            latest = "ORDER BY arrival_time DESC, encounter_id DESC"
             return (
                 "cases AS (SELECT row_number() OVER (ORDER BY c.patient_id) AS case_id, c.*,"
                 " last.site_id, last.setting, NULL::TIMESTAMPTZ AS arrival_time,"
                 " NULL::TIMESTAMPTZ AS departure_time FROM idx c"
-                " LEFT JOIN (SELECT patient_id, arg_max(site_id, arrival_time) AS site_id,"
-                " arg_max(setting, arrival_time) AS setting FROM encounters"
+                f" LEFT JOIN (SELECT patient_id, first(site_id {latest}) AS site_id,"
+                f" first(setting {latest}) AS setting FROM encounters"
                 f" WHERE arrival_time BETWEEN {ts(period.lookback_start)} AND {ts(period.end)}"
                 " GROUP BY patient_id) last USING (patient_id))"
             )
         return (
             "cases AS (SELECT row_number() OVER"
-            " (ORDER BY i.patient_id, i.index_time, i.index_event_id) AS case_id, i.*,"
+            f" (ORDER BY i.patient_id, i.index_time, {CANDIDATE_ORDER.format(c='i')}) AS case_id,"
+            " i.*,"
             " enc.site_id, enc.setting, enc.arrival_time, enc.departure_time FROM idx i"
             " LEFT JOIN encounters enc ON enc.encounter_id = i.encounter_id"
             f" WHERE i.index_time >= {ts(period.start)} AND i.index_time < {ts(period.end)})"
@@ -165,7 +173,10 @@ class MeasureCompiler(CriteriaCompiler):
         if self.numerator.inverted:
             return [self.first_reason("num", self.numerator.fails_if)]
         criterion = self.numerator.criterion
-        nearest = "ORDER BY abs(epoch(m.event_time) - epoch(c.index_time)) NULLS LAST, m.event_id"
+        nearest = (
+            "ORDER BY abs(epoch(m.event_time) - epoch(c.index_time)) NULLS LAST,"
+            " m.event_time, m.event_id NULLS LAST, m.event_desc NULLS LAST"
+        )
         late = f"m.event_time > {self.closes()}"
         return [
             f"num AS ({first_per_case(self.matches(criterion))})",

@@ -17,6 +17,7 @@ from chartaudit.audits.measure import Age, Bound, Criterion, Group, Leaf, Named,
 from chartaudit.audits.period import AuditPeriod
 from chartaudit.audits.valuesets import ValueSet, value_set_sql
 from chartaudit.schemas.contract import TABLES
+from chartaudit.schemas.results import ROW_ID
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,22 @@ class EventTable:
     codes: tuple[tuple[str, str], ...] = ()  # (code system, code) pairs a value set matches
 
 
-def _line_id(table: str) -> str:
-    # Rows without an id of their own are named by file line, which a reviewer can open.
-    return f"'{table}:' || {{a}}.source_line"
+# Rows without an id of their own are named by their content (schemas/results.py ROW_ID), not
+# by file line: the same row gets the same name wherever it sits in the file, in CSV or Parquet,
+# and ties between events at one instant are broken the same way every run.
+_ROW_ID = "{a}." + ROW_ID
 
 
 EVENT_TABLES = {
     "diagnoses": EventTable(
         "recorded_time",
-        _line_id("diagnoses"),
+        _ROW_ID,
         "' ' || {a}.code",
         (("{a}.code_system", "{a}.code"),),
     ),
     "findings": EventTable(
         "recorded_time",
-        _line_id("findings"),
+        _ROW_ID,
         "' ' || {a}.code || ' ' || {a}.result || coalesce(' ' || {a}.value_num, '')",
         (("{a}.code_system", "{a}.code"),),
     ),
@@ -55,7 +57,7 @@ EVENT_TABLES = {
     ),
     "labs": EventTable(
         "collected_time",
-        _line_id("labs"),
+        _ROW_ID,
         "' ' || {a}.loinc || coalesce(' = ' || {a}.value_num, '')",
         (("'LOINC'", "{a}.loinc"),),
     ),
@@ -291,7 +293,7 @@ class CriteriaCompiler:
             f" FROM ({self.matches(x.criterion)}) m"
             for i, x in enumerate(items)
         )
-        order = "ORDER BY priority, event_time NULLS LAST, event_id"
+        order = f"ORDER BY priority, {EVENT_ORDER}"
         return (
             f"{name} AS (SELECT case_id, first(reason {order}) AS reason,"
             f" first(event_id {order}) AS event_id, first(event_time {order}) AS event_time,"
@@ -306,9 +308,14 @@ _ANCHOR_FIELDS = {
 }
 
 
+# A total order of the matches of one case: time, then the row's id, then what it is (one row
+# can match two criteria with different labels), so first() never picks by scan order.
+EVENT_ORDER = "event_time NULLS LAST, event_id NULLS LAST, event_desc NULLS LAST"
+
+
 def first_per_case(matches: str) -> str:
-    """The earliest match per case (events without a time last, then by id)."""
-    order = "ORDER BY event_time NULLS LAST, event_id"
+    """The earliest match per case (events without a time last, then by id, then by words)."""
+    order = f"ORDER BY {EVENT_ORDER}"
     return (
         f"SELECT case_id, first(event_id {order}) AS event_id, min(event_time) AS event_time,"
         f" first(event_desc {order}) AS event_desc FROM ({matches}) GROUP BY case_id"

@@ -33,7 +33,13 @@ from chartaudit.audits.measure import MeasureError
 from chartaudit.audits.period import AuditPeriod
 from chartaudit.schemas.codes import normalise_code
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
-from chartaudit.schemas.results import RESULT_TABLES_DDL, canonical_table_ddl
+from chartaudit.schemas.results import (
+    RESULT_TABLES_DDL,
+    ROW_ID,
+    canonical_table_ddl,
+    has_row_id,
+    row_id_sql,
+)
 
 DEFAULTS = {
     "patients": {"birth_year": 1960, "sex": "F"},
@@ -193,11 +199,15 @@ def build_database(rows: dict[str, list[dict]]) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     for table in TABLE_ORDER:
         con.execute(canonical_table_ddl(table))
-        columns = TABLES[table].column_names
+        columns = [*TABLES[table].column_names, "source_line", "extract_id"]
         for line, row in enumerate(rows.get(table, []), start=2):
-            values = [row.get(c) for c in columns] + [line, "deck"]
+            values = [row.get(c) for c in TABLES[table].column_names] + [line, "deck"]
             placeholders = ", ".join("?" for _ in values)
-            con.execute(f"INSERT INTO {table} VALUES ({placeholders})", values)
+            con.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", values
+            )
+        if has_row_id(table):
+            con.execute(f"UPDATE {table} SET {ROW_ID} = {row_id_sql(table)}")
     return con
 
 

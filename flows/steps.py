@@ -31,7 +31,11 @@ from chartaudit.reports.render import render_markdown_summary, render_report
 from chartaudit.reports.summary import component_summary_sql, summarise_sql, timing_summary_sql
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
 from chartaudit.schemas.reader import RawExtract, read_extract
-from chartaudit.schemas.results import RESULT_TABLES_DDL, canonical_table_ddl
+from chartaudit.schemas.results import (
+    RESULT_TABLES_DDL,
+    canonical_insert_sql,
+    canonical_table_ddl,
+)
 from chartaudit.schemas.validation import ValidatedExtract, validate_extract
 from chartaudit.storage import warehouse
 
@@ -186,7 +190,7 @@ def canonical_connection(validated: ValidatedExtract, extract_id: str) -> duckdb
         con.execute(canonical_table_ddl(table))
         frame = validated.tables[table].with_columns(extract_id=pl.lit(extract_id))
         con.register("incoming", frame.to_arrow())
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+        con.execute(canonical_insert_sql(table, "incoming"))
         con.unregister("incoming")
     con.execute(RESULT_TABLES_DDL)
     return con

@@ -24,11 +24,50 @@ def _column_sql(column: ColumnSpec) -> str:
     return f"{column.name} {_DUCKDB_TYPES[column.type]}"
 
 
+# A row of a table without an id of its own (diagnoses, findings, labs) is named by its content:
+# the table, then 16 hex digits of the md5 of its contract values (instants as epoch
+# microseconds, so neither the session's time zone nor CSV versus Parquet changes it). Evidence
+# and index events name rows by this, not by the file line, so moving a row within the file, or
+# exporting the same extract as Parquet, gives the same results (docs/decisions.md). Two rows
+# with the same name are equal in every contract column.
+ROW_ID = "row_id"
+
+
+def has_row_id(table: str) -> bool:
+    """Whether the canonical table carries a content-derived ``row_id`` (no primary key)."""
+    return TABLES[table].primary_key is None
+
+
+def row_id_sql(table: str) -> str:
+    """SQL naming each row of ``table`` by its content, e.g. ``'labs:3f0c…'``."""
+    values = ", ".join(
+        f"epoch_us({c.name})" if c.type == "timestamp" else c.name for c in TABLES[table].columns
+    )
+    return f"'{table}:' || substr(md5(json_array({values})), 1, 16)"
+
+
 def canonical_table_ddl(table: str) -> str:
     """DDL of one canonical (loaded) extract table: the contract's columns plus provenance."""
     columns = [_column_sql(c) for c in TABLES[table].columns]
     columns += ["source_line BIGINT NOT NULL", "extract_id VARCHAR NOT NULL"]
+    if has_row_id(table):
+        columns.append(f"{ROW_ID} VARCHAR")
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(columns) + "\n)"
+
+
+def canonical_insert_sql(table: str, source: str) -> str:
+    """INSERT of a relation with the canonical columns into ``table``, naming id-less rows."""
+    row_id = f", {row_id_sql(table)} AS {ROW_ID}" if has_row_id(table) else ""
+    return f"INSERT INTO {table} BY NAME SELECT *{row_id} FROM {source}"
+
+
+def canonical_table_migrations() -> list[str]:
+    """``row_id`` for the canonical tables of a warehouse created by an older chartaudit."""
+    return [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {ROW_ID} VARCHAR"
+        for table in TABLES
+        if has_row_id(table)
+    ]
 
 
 # The result tables: (column, type, comment). Names and the contract's columns are fixed; new
@@ -103,7 +142,7 @@ RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("hours_to_event", "DOUBLE", "index to the deciding event (met: the numerator event)"),
         ("window_end", "TIMESTAMPTZ", "when the numerator window closes"),
         ("hours_from_arrival", "DOUBLE", "index encounter arrival to the deciding event"),
-        ("index_event_id", "VARCHAR", "the row that made the case (file:line or its id)"),
+        ("index_event_id", "VARCHAR", "the row that made the case: its id, or its row_id"),
         ("index_event", "VARCHAR", "what it was, in words"),
         ("flags", "VARCHAR[]", "the measure's also-report facts that hold"),
         ("ruleset", "VARCHAR", "the rule set that judged the case"),

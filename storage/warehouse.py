@@ -18,7 +18,9 @@ from chartaudit.schemas.contract import TABLE_ORDER
 from chartaudit.schemas.results import (
     LATEST_VIEWS_DDL,
     RESULT_TABLES_DDL,
+    canonical_insert_sql,
     canonical_table_ddl,
+    canonical_table_migrations,
     result_table_migrations,
 )
 
@@ -70,7 +72,8 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     for table in TABLE_ORDER:
         con.execute(canonical_table_ddl(table))
     con.execute(RESULT_TABLES_DDL)
-    for statement in result_table_migrations():  # a warehouse from an older chartaudit
+    # A warehouse from an older chartaudit gains the newer columns.
+    for statement in [*canonical_table_migrations(), *result_table_migrations()]:
         con.execute(statement)
     con.execute(LATEST_VIEWS_DDL)
 
@@ -164,7 +167,10 @@ def publish_run(
             for table in TABLE_ORDER:
                 con.execute(f"DELETE FROM {table}")
             for table in incoming:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_{table}")
+                if table in TABLE_ORDER:
+                    con.execute(canonical_insert_sql(table, f"incoming_{table}"))
+                else:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_{table}")
             con.execute(
                 "UPDATE runs SET status = 'succeeded', finished_at = ?, coverage_end = ?"
                 " WHERE run_id = ?",

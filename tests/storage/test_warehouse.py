@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -158,6 +159,50 @@ def test_publish_records_a_succeeded_run_and_its_rows(tmp_path):
         assert con.execute("SELECT count(*) FROM latest_case_results").fetchone()[0] == 3
         rows = con.execute("SELECT run_id, extract_id, source_line, rule FROM quarantine")
         assert rows.fetchall() == [("r1", "x1", 3, "allowed_values")]
+
+
+def test_rows_without_an_id_are_published_with_their_content_name(tmp_path):
+    """A warehouse of an older chartaudit has no row_id; opening it for writing adds it, and a
+    published lab row carries the name the engine's evidence uses for it."""
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE labs (patient_id VARCHAR, encounter_id VARCHAR, loinc VARCHAR,"
+            " value_num DOUBLE, value_text VARCHAR, unit VARCHAR, collected_time TIMESTAMPTZ,"
+            " resulted_time TIMESTAMPTZ, source_line BIGINT NOT NULL,"
+            " extract_id VARCHAR NOT NULL)"
+        )
+    tables = empty_tables()
+    tables["patients"] = pl.DataFrame(
+        {
+            "patient_id": ["P0"],
+            "birth_year": [1960],
+            "sex": ["F"],
+            "death_date": [None],
+            "source_line": [2],
+        },
+        schema={**tables["patients"].schema},
+    )
+    tables["labs"] = pl.DataFrame(
+        {
+            "patient_id": ["P0"],
+            "encounter_id": [None],
+            "loinc": ["2276-4"],
+            "value_num": [31.5],
+            "value_text": [None],
+            "unit": ["ng/mL"],
+            "collected_time": [T0],
+            "resulted_time": [None],
+            "source_line": [9],
+        },
+        schema=tables["labs"].schema,
+    )
+    warehouse.begin_run(path, record("r1"))
+    warehouse.publish_run(path, "r1", "x1", T0, outputs("r1", "2026-10", ["met"], tables))
+    with warehouse.connect(path, read_only=True) as con:
+        rows = con.execute("SELECT source_line, row_id FROM labs").fetchall()
+    content = f'["P0",null,"2276-4",31.5,null,"ng/mL",{int(T0.timestamp() * 1e6)},null]'
+    assert rows == [(9, "labs:" + hashlib.md5(content.encode()).hexdigest()[:16])]
 
 
 def test_rerun_of_a_period_replaces_it_in_the_latest_views(tmp_path):
