@@ -31,6 +31,7 @@ from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
 from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.schemas.layout import check_extract
+from chartaudit.schemas.phi_scan import scan_extract
 from chartaudit.schemas.validation import load_extract
 from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, WarehouseBusy
 
@@ -40,10 +41,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
 measures_app = typer.Typer(help="The measure catalogue.", invoke_without_command=True)
 app.add_typer(measures_app, name="measures")
 out = Console()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class IdentifiersFound(RuntimeError):
+    """The PHI scan found identifier-like columns or values (exit status 1)."""
+
 
 # Failures a user can act on: shown as one line, exit status 1.
 EXPECTED_ERRORS = (
@@ -58,6 +66,7 @@ EXPECTED_ERRORS = (
     SettingsError,
     DeckFailures,
     FileNotFoundError,
+    IdentifiersFound,
 )
 
 WarehouseOption = Annotated[Path, typer.Option("--warehouse", help="DuckDB file.")]
@@ -149,11 +158,41 @@ def run(
     )
 
 
+def _phi_scan(extract_dir: Path) -> None:
+    scan = scan_extract(extract_dir)
+    for finding in scan.findings:
+        out.print(finding.describe(), markup=False, highlight=False, soft_wrap=True)
+    scanned = f"{len(scan.files)} file(s), {scan.rows} row(s)"
+    if scan.clean:
+        out.print(
+            f"PHI scan of {extract_dir}: {scanned}: no identifier-like column or value",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    raise IdentifiersFound(
+        f"PHI scan of {extract_dir}: {len(scan.findings)} finding(s) in {scanned}: identifier-like"
+        " columns or values (listed above, values masked); remove them from the export"
+    )
+
+
 @app.command()
 def validate(
     extract_dir: Annotated[Path, typer.Argument(help="Extract folder to check.")],
+    phi_scan: Annotated[
+        bool,
+        typer.Option(
+            "--phi-scan",
+            help="Only scan every CSV/Parquet file and the manifest for identifier-like column"
+            " names and values (SSN, phone, e-mail, cued names); exit 1 when any is found.",
+        ),
+    ] = False,
 ) -> None:
     """Check an extract against the contract; writes nothing to the warehouse."""
+    if phi_scan:
+        _guarded(lambda: _phi_scan(extract_dir))
+        return
 
     def check() -> None:
         validated = load_extract(extract_dir)

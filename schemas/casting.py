@@ -3,7 +3,8 @@
 Text (CSV, or Parquet text columns) and native Parquet columns are cast to the contract type
 of each column. Nothing is coerced: a value either casts exactly or becomes null and is a
 row-level fault (``QUARANTINE_SCHEMA``) that ``validation.validate_extract`` quarantines. Codes
-and ingredients are normalised after casting (``codes.py``). ``cast_problem`` says, before any
+and ingredients are normalised after casting (``codes.py``), once their text as read has been
+checked for identifier-looking values. ``cast_problem`` says, before any
 data is read, which Parquet column types cannot be cast at all (a table-level fault).
 """
 
@@ -15,9 +16,11 @@ import polars as pl
 
 from chartaudit.schemas.codes import normalise_code_expr, normalise_ingredient_expr
 from chartaudit.schemas.contract import SOURCE_LINE, TABLES, ColumnSpec
+from chartaudit.schemas.deidentification import identifier_placeholder
 from chartaudit.schemas.models import (
     CANONICAL_DTYPES,
     EXTRA_FIELDS,
+    LOOKS_LIKE_IDENTIFIER,
     QUARANTINE_SCHEMA,
     TIMESTAMP_NOT_IN_TIMEZONE,
     UNPARSEABLE,
@@ -38,6 +41,7 @@ __all__ = [
     "INGREDIENT_COLUMNS",
     "OVERFLOW_COLUMN",
     "cast_problem",
+    "normalised_columns",
     "type_table",
 ]
 
@@ -207,6 +211,7 @@ def type_table(
                 pl.col(name).cast(pl.String).alias("value"),
             ).cast(QUARANTINE_SCHEMA)
         )
+    fault_parts += _identifiers_as_read(table, frame, where)
     if OVERFLOW_COLUMN in frame.columns:  # CSV fields beyond the header
         extra = frame.filter(pl.col(OVERFLOW_COLUMN).is_not_null()).select(
             *where,
@@ -228,6 +233,34 @@ def type_table(
         SOURCE_LINE,
     ).with_columns(_normalise(table))
     return typed.cast(dict(canonical_schema(table))), fault_rows
+
+
+def normalised_columns(table: str) -> tuple[str, ...]:
+    """The columns whose text ``_normalise`` changes (case, dots) after casting."""
+    return tuple(c[table] for c in (CODE_COLUMNS, INGREDIENT_COLUMNS) if table in c)
+
+
+def _identifiers_as_read(table: str, frame: pl.DataFrame, where: list[pl.Expr]):
+    """Identifier-looking values of the columns normalisation changes, checked on the text as
+    read: lower-casing a LOCAL code would turn "Dr. Roe" into "dr. roe", which no longer looks
+    like a name. (validation.py checks every other text column.)"""
+    parts = []
+    for name in normalised_columns(table):
+        if _value(name) not in frame.columns:
+            continue
+        placeholder = identifier_placeholder(pl.col(_value(name)))
+        parts.append(
+            frame.filter(placeholder.is_not_null())
+            .select(
+                *where,
+                SOURCE_LINE,
+                pl.lit(name, pl.String).alias("column_name"),
+                pl.lit(LOOKS_LIKE_IDENTIFIER).alias("rule"),
+                placeholder.alias("value"),
+            )
+            .cast(QUARANTINE_SCHEMA)
+        )
+    return parts
 
 
 def _normalise(table: str) -> list[pl.Expr]:

@@ -3,9 +3,14 @@
 The pipeline accepts de-identified extracts only (extract contract, "De-identification"):
 
 * a column whose *name* marks a direct identifier rejects the whole extract (``layout.py``);
-* a string *value* that looks like an SSN, a phone number or an e-mail address quarantines its
-  row (``validation.py``), and the value itself is never written anywhere: quarantine shows a
-  placeholder such as ``<redacted ssn-like value>`` instead.
+* a string *value* that looks like an SSN, a phone number, an e-mail address or a person's name
+  with a cue (an honorific, ``Dr. Roe``, or a label, ``name: Roe``) quarantines its row
+  (``validation.py``), and the value itself is never written anywhere: quarantine shows a
+  placeholder such as ``<redacted ssn-like value>`` instead;
+* a quarantined value of any rule that is shaped like a bare name (two to four capitalised
+  words, ``Jane Roe``) is masked too (``mask_quarantine_value``): a faulty value is only shown,
+  so masking a harmless one (``Home Visit``) costs little, while quarantining every loaded row
+  with two capitalised words would lose ``Hospital Medicine`` and ``Not Detected``.
 
 Column names are matched on tokens, not substrings: the name is split at camelCase boundaries
 and at every non-alphanumeric character and lower-cased (``PatientName`` -> ``patient``,
@@ -133,7 +138,10 @@ def identifier_columns(column_names: Iterable[str]) -> list[tuple[str, str]]:
 # Rust-regex patterns (polars) for free-text values that look like direct identifiers. They are
 # searched anywhere in a string. Phone numbers need separators so that bare digit codes (SNOMED
 # CT ids, RxNorm codes, pseudonymous ids) never match; LOINC codes (``2345-7``) and ISO dates do
-# not match either.
+# not match either. A name is recognised only by a cue: an honorific written as one (``Dr``,
+# ``Mrs.``, then a capitalised word) or a name label (``name:``, ``surname=``). A bare ``Jane
+# Roe`` is not: without a dictionary or a language model it cannot be told from ``Hospital
+# Medicine`` or ``Not Detected`` (docs/decisions.md, "Names in free text").
 IDENTIFIER_VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
     ("ssn", r"\b\d{3}-\d{2}-\d{4}\b"),
     (
@@ -141,7 +149,16 @@ IDENTIFIER_VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
         r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)[ .-]?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b",
     ),
     ("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+    (
+        "name",
+        r"\b(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof)\.?\s+\p{Lu}\p{Ll}+"
+        r"|(?i:\b(?:sur|first|last|full|given|family|maiden|middle|patient|pt)?\s?name)"
+        r"\s*[:=]\s*\p{L}",
+    ),
 )
+
+# A whole value shaped like a bare name: two to four capitalised words. Masked in quarantine only.
+NAME_SHAPED_VALUE = r"^\s*\p{Lu}[\p{L}'-]*(?:\s+\p{Lu}[\p{L}'-]*){1,3}\s*$"
 
 
 def redacted_placeholder(kind: str) -> str:
@@ -150,7 +167,7 @@ def redacted_placeholder(kind: str) -> str:
 
 
 def identifier_value_kind(value: pl.Expr) -> pl.Expr:
-    """String expression: "ssn" / "phone" / "email" when the value looks like one, else null."""
+    """String expression: "ssn" / "phone" / "email" / "name" when the value looks like one."""
     kind: pl.Expr = pl.lit(None, dtype=pl.String)
     # Build from the last pattern to the first so that the first matching pattern wins.
     for name, pattern in reversed(IDENTIFIER_VALUE_PATTERNS):
@@ -166,3 +183,18 @@ def identifier_placeholder(value: pl.Expr) -> pl.Expr:
 def mask_identifier_values(value: pl.Expr) -> pl.Expr:
     """The value, or its placeholder when it looks like an identifier (for stored text)."""
     return pl.coalesce(identifier_placeholder(value), value)
+
+
+def mask_quarantine_value(value: pl.Expr) -> pl.Expr:
+    """What quarantine stores of a faulty value: identifier-like values and values shaped like a
+    bare name (``Jane Roe``) become placeholders; anything else is kept for the data manager."""
+    name_shaped = pl.when(value.str.contains(NAME_SHAPED_VALUE)).then(
+        pl.lit(redacted_placeholder("name"))
+    )
+    return pl.coalesce(identifier_placeholder(value), name_shaped, value)
+
+
+def masked_shape(value: pl.Expr) -> pl.Expr:
+    """A value with every letter shown as ``x`` and every digit as ``9`` (``999-99-9999``): what
+    a scan may print to show what it found without printing it."""
+    return value.str.replace_all(r"\p{L}", "x").str.replace_all(r"\p{N}", "9")

@@ -106,7 +106,7 @@ RULES: dict[str, str] = {
     MALFORMED_LOINC: "not a well-formed LOINC code (NNNNN-N)",
     DUPLICATE_KEY: "primary key already used by an earlier row (the first one is kept)",
     FOREIGN_KEY: "refers to a row that is not in the loaded parent table",
-    LOOKS_LIKE_IDENTIFIER: "value looks like an SSN, phone number or e-mail address",
+    LOOKS_LIKE_IDENTIFIER: "value looks like an SSN, phone number, e-mail address or name",
 }
 
 # Pandera's built-in nullability check, renamed for quarantine.

@@ -108,33 +108,15 @@ def _read_csv(
     line where the record starts: 2 + record number + the line breaks inside quoted fields of
     earlier records. Rows with no value at all (blank lines) are skipped with a warning.
     """
-    positional = [f"__c{i}" for i in range(len(header))]
+    positional = positional_names(len(header))
     try:
-        frame = pl.read_csv(
-            path,
-            has_header=False,
-            skip_rows=1,
-            schema={name: pl.String for name in [*positional, OVERFLOW_COLUMN]},
-            missing_columns="insert",
-            truncate_ragged_lines=True,
-            infer_schema=False,
-            raise_if_empty=False,
-            encoding="utf8",
-        )
+        frame = read_csv_text(path, len(header))
     except Exception as exc:
         problem = "is not UTF-8 text" if "utf-8" in str(exc).lower() else "cannot be read as CSV"
         raise reject(
             f"{path.name} {problem} ({one_line(str(exc), 160)}); re-export it as UTF-8 CSV with "
             "a header row"
         ) from None
-    line_breaks = pl.sum_horizontal(
-        pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns
-    )
-    frame = frame.with_columns(
-        (pl.int_range(pl.len(), dtype=pl.Int64) + 2 + line_breaks.cum_sum() - line_breaks)
-        .cast(pl.Int64)
-        .alias(SOURCE_LINE)
-    )
     blank = pl.all_horizontal(
         pl.col(c).str.strip_chars().replace("", None).is_null()
         for c in [*positional, OVERFLOW_COLUMN]
@@ -154,6 +136,37 @@ def _read_csv(
         pl.col(p).alias(name) for p, name in zip(positional, header, strict=True) if name in keep
     ]
     return frame.select(*select, OVERFLOW_COLUMN, SOURCE_LINE), warnings
+
+
+def positional_names(width: int) -> list[str]:
+    """``__c0``, ``__c1``, ...: the names ``read_csv_text`` gives a file's header columns."""
+    return [f"__c{i}" for i in range(width)]
+
+
+def read_csv_text(path: Path, width: int, encoding: str = "utf8") -> pl.DataFrame:
+    """The records of a CSV file after its header row, every field as text: the ``width``
+    header columns by position (``positional_names``), the fields beyond them joined in
+    ``OVERFLOW_COLUMN``, and ``SOURCE_LINE``, the physical line where the record starts (2 + the
+    record number + the line breaks inside quoted fields of earlier records)."""
+    frame = pl.read_csv(
+        path,
+        has_header=False,
+        skip_rows=1,
+        schema={name: pl.String for name in [*positional_names(width), OVERFLOW_COLUMN]},
+        missing_columns="insert",
+        truncate_ragged_lines=True,
+        infer_schema=False,
+        raise_if_empty=False,
+        encoding=encoding,
+    )
+    line_breaks = pl.sum_horizontal(
+        pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns
+    )
+    return frame.with_columns(
+        (pl.int_range(pl.len(), dtype=pl.Int64) + 2 + line_breaks.cum_sum() - line_breaks)
+        .cast(pl.Int64)
+        .alias(SOURCE_LINE)
+    )
 
 
 def _read_parquet(path: Path, keep: tuple[str, ...], columns: list[str]) -> pl.DataFrame:

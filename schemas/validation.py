@@ -6,7 +6,8 @@ Tables are validated in ``TABLE_ORDER`` (parents first). For each table the faul
 2. the per-value rules of the Pandera model (``models.table_model``): required values, allowed
    sets, ranges, code patterns, time order. A ``missing_required`` fault on a cell whose text
    could not be cast is dropped: the cast fault already says what is wrong with it;
-3. identifier-looking string values (SSN, phone, e-mail), reported with a placeholder only;
+3. identifier-looking string values (SSN, phone, e-mail, a name with a cue), reported with a
+   placeholder only;
 4. duplicate primary keys: the first occurrence in the file is kept, every later row with the
    same key is quarantined (even when the first row is itself quarantined for another reason,
    so which of two conflicting rows loads never depends on the other rules);
@@ -26,8 +27,9 @@ from pathlib import Path
 import polars as pl
 from pandera.errors import SchemaErrors
 
+from chartaudit.schemas.casting import normalised_columns
 from chartaudit.schemas.contract import SOURCE_LINE, TABLE_ORDER, TABLES
-from chartaudit.schemas.deidentification import identifier_placeholder, mask_identifier_values
+from chartaudit.schemas.deidentification import identifier_placeholder, mask_quarantine_value
 from chartaudit.schemas.manifest import Manifest
 from chartaudit.schemas.models import (
     DUPLICATE_KEY,
@@ -173,11 +175,11 @@ def _describe_comparisons(table: str, frame: pl.DataFrame, faults: pl.DataFrame)
 
 
 def _identifier_faults(table: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """String values that look like an SSN, phone number or e-mail; the value is masked."""
+    """String values that look like an SSN, phone number, e-mail or cued name; masked."""
     parts = []
     for column in TABLES[table].columns:
-        if column.type != "str":
-            continue
+        if column.type != "str" or column.name in normalised_columns(table):
+            continue  # normalised columns were checked as read (casting.py)
         placeholder = identifier_placeholder(pl.col(column.name))
         hits = frame.filter(placeholder.is_not_null())
         parts.append(_fault_frame(hits, column.name, LOOKS_LIKE_IDENTIFIER, placeholder))
@@ -265,7 +267,7 @@ def validate_extract(raw: RawExtract) -> ValidatedExtract:
         )
     quarantine = pl.concat(quarantine_parts) if quarantine_parts else empty_quarantine()
     # Quarantine is stored and shown: never echo anything that looks like an identifier.
-    quarantine = quarantine.with_columns(mask_identifier_values(pl.col("value")).alias("value"))
+    quarantine = quarantine.with_columns(mask_quarantine_value(pl.col("value")).alias("value"))
     for table, frame in loaded.items():
         assert frame.schema == canonical_schema(table), table
     return ValidatedExtract(

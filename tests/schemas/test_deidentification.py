@@ -13,6 +13,8 @@ from chartaudit.schemas.deidentification import (
     identifier_kind,
     identifier_value_kind,
     mask_identifier_values,
+    mask_quarantine_value,
+    masked_shape,
     name_tokens,
 )
 from chartaudit.schemas.errors import ExtractRejected
@@ -138,6 +140,17 @@ VALUES = [
     ("1234-56-7890", None),
     ("ropinirole 0.25 mg", None),
     ("user at example dot org", None),
+    ("Dr. Jane Roe", "name"),
+    ("seen by Dr Patel", "name"),
+    ("Mx Kai Reed", "name"),
+    ("Surname: Roe", "name"),
+    ("patient name=jq", "name"),
+    ("MS Clinic", None),  # multiple sclerosis: an honorific is written Ms
+    ("Missed dose", None),
+    ("dr review", None),  # a cue is a capitalised honorific and a capitalised word
+    ("drug name", None),
+    ("rename=yes", None),
+    ("Hospital Medicine", None),  # a bare pair of capitalised words is no name here
     (None, None),
 ]
 
@@ -152,3 +165,27 @@ def test_identifier_looking_values() -> None:
     assert result["masked"].to_list() == [
         f"<redacted {k}-like value>" if k else v for v, k in VALUES
     ]
+
+
+def test_quarantine_masks_name_shaped_values_too() -> None:
+    values = [
+        ("Jane Roe", "<redacted name-like value>"),
+        ("Mary-Ann O'Neil Smith", "<redacted name-like value>"),
+        ("Home Visit", "<redacted name-like value>"),  # the price of masking by shape
+        ("ref 123-45-6789", "<redacted ssn-like value>"),
+        ("home_visit", "home_visit"),
+        ("Q", "Q"),
+        ("Smith", "Smith"),  # one word is not name-shaped
+        ("2026-13-45 25:00", "2026-13-45 25:00"),
+        ("Jane Roe was here today", "Jane Roe was here today"),
+        (None, None),
+    ]
+    frame = pl.DataFrame({"v": [v for v, _ in values]}, schema={"v": pl.String})
+    masked = frame.select(mask_quarantine_value(pl.col("v")).alias("m"))["m"].to_list()
+    assert masked == [m for _, m in values]
+
+
+def test_a_masked_shape_keeps_no_letter_or_digit() -> None:
+    frame = pl.DataFrame({"v": ["(555) 201-7788", "h.roe@example.net", "Dr. Roe", "Ünal 12"]})
+    shapes = frame.select(masked_shape(pl.col("v")))["v"].to_list()
+    assert shapes == ["(999) 999-9999", "x.xxx@xxxxxxx.xxx", "xx. xxx", "xxxx 99"]

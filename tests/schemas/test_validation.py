@@ -135,6 +135,26 @@ SINGLE_RULE_CASES = [
         {"code": "jane.doe@example.org"},
         [(3, "code", "looks_like_identifier", "<redacted email-like value>")],
     ),
+    # A LOCAL code is lower-cased when loaded; the name is found in the text as read.
+    (
+        "orders",
+        1,
+        {"code": "Dr. Jane Roe"},
+        [(3, "code", "looks_like_identifier", "<redacted name-like value>")],
+    ),
+    (
+        "labs",
+        0,
+        {"value_text": "results to Mrs Ada Vale"},
+        [(2, "value_text", "looks_like_identifier", "<redacted name-like value>")],
+    ),
+    # A bare name breaking another rule is masked in quarantine as name-shaped.
+    (
+        "orders",
+        0,
+        {"category": "Jane Roe"},
+        [(2, "category", "not_allowed", "<redacted name-like value>")],
+    ),
 ]
 
 
