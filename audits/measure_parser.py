@@ -38,6 +38,9 @@ CODED_TABLES = ("diagnoses", "findings", "orders", "labs", "medications")  # val
 OVERRIDABLE = ("index", "exclusions", "numerator", "components", "also_report")
 _COMPARISON = re.compile(r"^(<=|>=|<|>|=)\s*(-?\d+(?:\.\d+)?)$")
 _NUMERIC = ("int", "float")
+# A measure id names anchors, artifact keys and perhaps one day files: letters and digits joined
+# by single - _ or . (LN-01, XX-01, site.foot_2), so "../x" or "a/b" never becomes a path.
+_MEASURE_ID = re.compile(r"[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*")
 
 
 class _Parser:
@@ -282,6 +285,10 @@ class _Parser:
         required = {"id", "title", "unit", "type", "source", "versions", "index", "numerator"}
         optional = {"exclusions", "also_report", "components", "reference_hours"}
         self.keys("top level", data, required | optional, required)
+        if not (isinstance(data["id"], str) and _MEASURE_ID.fullmatch(data["id"])):
+            raise self.fail(
+                "id", f"{data['id']!r} is not letters and digits joined by - _ or . (e.g. XX-01)"
+            )
         if data["unit"] not in UNITS:
             raise self.fail("unit", f"must be one of {UNITS}")
         base = Definition(**self.parts("", data))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# The whole text (fullmatch: "$" would let a trailing newline through): a period names files.
+_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
 class PeriodError(ValueError):
@@ -22,7 +23,7 @@ def _month_start(year: int, month: int, zone: ZoneInfo) -> datetime:
 
 def parse_period(period: str) -> tuple[int, int]:
     """(year, month) of a ``YYYY-MM`` period; PeriodError otherwise."""
-    match = _PERIOD.match(period)
+    match = _PERIOD.fullmatch(period) if isinstance(period, str) else None
     if not match:
         raise PeriodError(f"period {period!r} is not a month like 2026-10")
     return int(match.group(1)), int(match.group(2))

@@ -3,6 +3,7 @@ line on standard error and a non-zero status."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ from chartaudit.flows.deck_report import (
     print_deck_run,
     print_unreached,
 )
+from chartaudit.flows.files import OWNER_ONLY_UMASK
 from chartaudit.flows.settings import SettingsError, measure_folders
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
@@ -41,6 +43,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _owner_only_files() -> None:
+    # Whatever the command writes (warehouse, reports, Prefect's own files) is the owner's only,
+    # whatever umask the shell had; see flows/files.py.
+    os.umask(OWNER_ONLY_UMASK)
 
 
 measures_app = typer.Typer(help="The measure catalogue.", invoke_without_command=True)

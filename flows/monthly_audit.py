@@ -4,8 +4,6 @@ never a data frame (hashing a frame for Prefect's cache costs seconds per call).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from prefect.cache_policies import NONE
 
 from chartaudit.audits.engine import DEFAULT_RULESET
 from chartaudit.flows import steps
+from chartaudit.flows.files import owner_only_files, work_folder
 from chartaudit.storage import warehouse
 
 FILE_IO_RETRIES = 2
@@ -137,10 +136,11 @@ def monthly_audit(
     ``period`` defaults to the extract's last complete month; ``measure_folders`` adds measure
     folders to the built-in catalogue. Earlier months' pending cases that this extract decides
     are judged again. A rejected extract writes nothing; any later failure marks the run failed
-    and leaves every result as it was.
+    and leaves every result as it was. Files the run creates are the owner's only, and its work
+    folder is removed at the end, also after a failure (flows/files.py).
     """
-    work = tempfile.mkdtemp(prefix="chartaudit-run-")
-    try:
+    with owner_only_files(), work_folder() as work_path:
+        work = str(work_path)
         plan = load(extract_dir, work, period, ruleset, list(measure_folders or []))
         warehouse.begin_run(Path(warehouse_path), plan.record)
         try:
@@ -153,5 +153,3 @@ def monthly_audit(
             raise
         path = report(warehouse_path, plan.period, out_dir)
         return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

@@ -182,9 +182,19 @@ def validate_step(work: Path, max_quarantine_share: float) -> ValidatedExtract:
     return validated
 
 
-def canonical_connection(validated: ValidatedExtract, extract_id: str) -> duckdb.DuckDBPyConnection:
+def scratch_connection(work: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that spills, if it must, into the run's work folder (removed after
+    the run) rather than into a ``.tmp`` folder of the working directory."""
+    if work is None:
+        return duckdb.connect()
+    return duckdb.connect(config={"temp_directory": str(work / "duckdb-spill")})
+
+
+def canonical_connection(
+    validated: ValidatedExtract, extract_id: str, work: Path | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB holding the validated canonical tables, ready for the engine."""
-    con = duckdb.connect()
+    con = scratch_connection(work)
     con.execute("SET python_enable_replacements = false")
     for table in TABLE_ORDER:
         con.execute(canonical_table_ddl(table))
@@ -204,7 +214,7 @@ def audit_step(work: Path, warehouse_path: Path | None = None) -> int:
     results = work / "results"
     results.mkdir(parents=True, exist_ok=True)
     catalogue = plan.catalogue
-    with canonical_connection(validated, plan.extract_id) as con:
+    with canonical_connection(validated, plan.extract_id, work) as con:
         ran = run_measures(con, catalogue, plan.audit_period, plan.ruleset, plan.run_id)
         (cases,) = con.execute("SELECT count(*) FROM case_results").fetchall()[0]
         earlier = warehouse.earlier_pending_cases(warehouse_path, plan.period)
@@ -285,7 +295,7 @@ def summarise_step(work: Path) -> pl.DataFrame:
     """Rates with Wilson intervals per measure, overall and by site and setting; component
     rates; and time-to-event figures. One set of each per run (this month's and any rejudged)."""
     results = work / "results"
-    with duckdb.connect() as con:
+    with scratch_connection(work) as con:
         for name in ("case_results", "measures"):
             con.execute(
                 f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{results / name}.parquet')"
@@ -342,6 +352,7 @@ def _optional(path: Path) -> pl.DataFrame | None:
 
 def report_step(warehouse_path: Path, period: str, out_dir: Path) -> tuple[Path, str]:
     """Render the period's HTML report from the warehouse; also return a Markdown summary."""
+    parse_period(period)  # the report's name comes from it: a bad one fails before any mkdir
     out_dir.mkdir(parents=True, exist_ok=True)
     with warehouse.connect(warehouse_path, read_only=True) as con:
         return render_report(con, period, out_dir), render_markdown_summary(con, period)

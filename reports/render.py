@@ -289,6 +289,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def report_path(out_dir: Path, period: str) -> Path:
+    """``out_dir/chartaudit-YYYY-MM.html``; a period that is not a month, or a name that would
+    land outside ``out_dir``, raises ReportError before anything is written."""
+    _check_period(period)
+    name = f"chartaudit-{period}.html"
+    if Path(name).name != name or os.sep in name or (os.altsep and os.altsep in name):
+        raise ReportError(f"report name for period {period!r} would leave {out_dir}")
+    return Path(out_dir) / name
+
+
 def render_report(
     con: duckdb.DuckDBPyConnection,
     period: str,
@@ -301,6 +311,7 @@ def render_report(
     Raises ReportError when the period has no succeeded run. ``generated_at`` (default: now)
     is shown in the header.
     """
+    target = report_path(out_dir, period)  # a hostile period fails before anything is read
     try:
         context = _report_context(con, period, generated_at or datetime.now(UTC))
     except (duckdb.CatalogException, duckdb.BinderException) as exc:
@@ -309,7 +320,6 @@ def render_report(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"chartaudit-{period}.html"
     # Write beside the target and rename, so a reader never sees half a report.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=out_dir)
     try:

@@ -18,8 +18,13 @@ from tests.flows.test_pipeline import run_pipeline
 CHARTAUDIT = Path(sys.executable).parent / "chartaudit"
 
 
-def chartaudit(*args: str, cwd: Path | None = None, prefect_home: Path | None = None):
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+def chartaudit(
+    *args: str,
+    cwd: Path | None = None,
+    prefect_home: Path | None = None,
+    env: dict[str, str] | None = None,
+):
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     if prefect_home is not None:
         env["PREFECT_HOME"] = str(prefect_home)
     return subprocess.run(

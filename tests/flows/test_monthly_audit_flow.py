@@ -87,3 +87,38 @@ def test_a_run_over_the_quarantine_limit_fails_and_keeps_the_previous_results(ge
     assert after == before
     assert ledger == [(True, "succeeded"), (False, "failed")]
     assert error.startswith("QuarantineLimitExceeded: ")
+
+
+def test_the_flow_writes_owner_only_files_and_removes_its_work_folder(
+    generated, tmp_path, monkeypatch
+):
+    """The flow itself, as a deployment runs it (no CLI): the work folder's files as publish
+    finds them are 0600 in 0700 folders, and the folder is gone afterwards."""
+    import os
+    import stat
+
+    from chartaudit.flows import steps
+
+    seen = {}
+    publish = steps.publish_step
+
+    def recording_publish(work, warehouse_path):
+        seen["work"] = work
+        seen["modes"] = {stat.S_IMODE(p.stat().st_mode) for p in work.rglob("*")}
+        seen["files"] = sum(1 for p in work.rglob("*") if p.is_file())
+        publish(work, warehouse_path)
+
+    monkeypatch.setattr(steps, "publish_step", recording_publish)
+    before = os.umask(0o022)
+    try:
+        outcome = monthly_audit(
+            str(generated), "2026-10", str(tmp_path / "w.duckdb"), str(tmp_path)
+        )
+        assert os.umask(0o022) == 0o022  # the flow put the umask back
+    finally:
+        os.umask(before)
+    assert seen["files"] > 20
+    assert seen["modes"] == {0o600, 0o700}
+    assert not seen["work"].exists()
+    assert stat.S_IMODE((tmp_path / "w.duckdb").stat().st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(outcome.report).st_mode) == 0o600
