@@ -32,6 +32,7 @@ from chartaudit.schemas.deidentification import (
     identifier_value_kind,
     masked_shape,
 )
+from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.schemas.folder import MANIFEST_FILE
 from chartaudit.schemas.reader import positional_names, read_csv_text
 
@@ -102,7 +103,13 @@ def scan_extract(extract_dir: Path) -> PhiScan:
     findings: list[PhiFinding] = []
     rows = 0
     for path in paths:
-        columns, frame = _read(path)
+        try:
+            columns, frame = _read(path)
+        except Exception as exc:  # a file that cannot be read cannot be called clean
+            raise ExtractRejected(
+                f"PHI scan: {path.name} cannot be read ({type(exc).__name__}), so it was not"
+                " scanned; re-export it as UTF-8 CSV or Parquet"
+            ) from None
         rows += frame.height
         findings += _column_name_findings(path.name, columns)
         findings += _value_findings(path.name, columns, frame)

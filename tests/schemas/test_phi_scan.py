@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from chartaudit.sample_data.generator import generate_extract
+from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.schemas.phi_scan import PhiFinding, scan_extract
 
 from .builders import MANIFEST, clean_rows, write_extract
@@ -130,3 +132,24 @@ def test_on_a_generated_extract_it_finds_exactly_the_rows_the_loader_quarantines
     lines = sorted(line for f in scan.findings for line in f.lines)
     assert lines == sorted(expected["source_line"].to_list())
     assert sum(f.rows for f in scan.findings) == expected.height
+
+
+def test_a_file_that_cannot_be_read_is_never_called_clean(tmp_path: Path) -> None:
+    folder = write_extract(tmp_path / "x")
+    (folder / "notes.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(ExtractRejected) as caught:
+        scan_extract(folder)
+    assert str(caught.value) == (
+        "PHI scan: notes.parquet cannot be read (ComputeError), so it was not scanned;"
+        " re-export it as UTF-8 CSV or Parquet"
+    )
+
+
+def test_empty_and_header_only_files_are_scanned(tmp_path: Path) -> None:
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "empty.csv").write_text("")
+    (folder / "header.csv").write_text("patient_id,email\n")
+    scan = scan_extract(folder)
+    assert (scan.files, scan.rows) == (("empty.csv", "header.csv"), 0)
+    assert scan.findings == (PhiFinding("header.csv", "column 'email'", "e-mail address"),)
