@@ -17,7 +17,6 @@ from chartaudit.schemas.codes import normalise_code_expr, normalise_ingredient_e
 from chartaudit.schemas.contract import SOURCE_LINE, TABLES, ColumnSpec
 from chartaudit.schemas.models import (
     CANONICAL_DTYPES,
-    EXTRA_FIELDS,
     QUARANTINE_SCHEMA,
     TIMESTAMP_NOT_IN_TIMEZONE,
     UNPARSEABLE,
@@ -36,7 +35,6 @@ from chartaudit.schemas.timestamps import (
 __all__ = [
     "CODE_COLUMNS",
     "INGREDIENT_COLUMNS",
-    "OVERFLOW_COLUMN",
     "cast_problem",
     "type_table",
 ]
@@ -45,8 +43,6 @@ __all__ = [
 CODE_COLUMNS = {"diagnoses": "code", "findings": "code", "orders": "code"}
 INGREDIENT_COLUMNS = {"medications": "ingredient"}
 
-# The text of CSV fields beyond the header (reader._read_csv); each such row is a fault.
-OVERFLOW_COLUMN = "__extra_fields__"
 _INT_TEXT = r"^[+-]?[0-9]+$"
 _FLOAT_TEXT = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -207,15 +203,6 @@ def type_table(
                 pl.col(name).cast(pl.String).alias("value"),
             ).cast(QUARANTINE_SCHEMA)
         )
-    if OVERFLOW_COLUMN in frame.columns:  # CSV fields beyond the header
-        extra = frame.filter(pl.col(OVERFLOW_COLUMN).is_not_null()).select(
-            *where,
-            SOURCE_LINE,
-            pl.lit(None, pl.String).alias("column_name"),
-            pl.lit(EXTRA_FIELDS).alias("rule"),
-            pl.col(OVERFLOW_COLUMN).alias("value"),
-        )
-        fault_parts.append(extra.cast(QUARANTINE_SCHEMA))
     fault_rows = pl.concat(fault_parts).sort(SOURCE_LINE, maintain_order=True)
 
     typed = frame.select(

@@ -16,12 +16,17 @@ from pathlib import Path
 
 import polars as pl
 
-from chartaudit.schemas.casting import OVERFLOW_COLUMN, type_table
+from chartaudit.schemas.casting import type_table
 from chartaudit.schemas.contract import SOURCE_LINE, TABLE_ORDER, TABLES
 from chartaudit.schemas.errors import one_line, reject
 from chartaudit.schemas.layout import check_extract
 from chartaudit.schemas.manifest import Manifest
-from chartaudit.schemas.models import empty_quarantine
+from chartaudit.schemas.models import (
+    EXTRA_FIELDS,
+    MISSING_FIELDS,
+    QUARANTINE_SCHEMA,
+    empty_quarantine,
+)
 from chartaudit.schemas.saved import load_stage, save_stage
 
 __all__ = ["RawExtract", "read_extract"]
@@ -76,6 +81,7 @@ def read_extract(extract_dir: Path) -> RawExtract:
         if path.suffix == ".csv":
             frame, read_warnings = _read_csv(path, headers[table], keep)
             warnings += read_warnings
+            faults.append(_field_count_faults(table, path.name, frame, len(headers[table])))
         else:
             frame = _read_parquet(path, keep, headers[table])
         try:
@@ -98,13 +104,18 @@ def read_extract(extract_dir: Path) -> RawExtract:
 # --- reading ------------------------------------------------------------------------------------
 
 
+# Helper column of a CSV frame: how many fields the record has (the header's count is right).
+FIELD_COUNT = "__fields__"
+
+
 def _read_csv(
     path: Path, header: list[str], keep: tuple[str, ...]
 ) -> tuple[pl.DataFrame, list[str]]:
-    """The ``keep`` columns as text, plus source_line and the text of fields beyond the header.
+    """The ``keep`` columns as text, plus source_line and the record's number of fields.
 
     Columns are named by position (``__c0``...) because the header may hold names polars would
-    rename; ``__extra_fields__`` catches fields beyond the header. source_line is the physical
+    rename. polars pads a short record with nulls and cuts a long one, so the number of fields
+    of each record is counted from the text (``_field_counts``). source_line is the physical
     line where the record starts: 2 + record number + the line breaks inside quoted fields of
     earlier records. Rows with no value at all (blank lines) are skipped with a warning.
     """
@@ -114,7 +125,7 @@ def _read_csv(
             path,
             has_header=False,
             skip_rows=1,
-            schema={name: pl.String for name in [*positional, OVERFLOW_COLUMN]},
+            schema={name: pl.String for name in positional},
             missing_columns="insert",
             truncate_ragged_lines=True,
             infer_schema=False,
@@ -130,15 +141,22 @@ def _read_csv(
     line_breaks = pl.sum_horizontal(
         pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns
     )
+    counts = _field_counts(path)
+    if counts.len() != frame.height:
+        raise reject(
+            f"{path.name} cannot be read as CSV (its quotes do not pair up); re-export it as "
+            "UTF-8 CSV with a header row"
+        )
     frame = frame.with_columns(
         (pl.int_range(pl.len(), dtype=pl.Int64) + 2 + line_breaks.cum_sum() - line_breaks)
         .cast(pl.Int64)
-        .alias(SOURCE_LINE)
+        .alias(SOURCE_LINE),
+        counts.alias(FIELD_COUNT),
     )
+    # A blank line is one empty field; a line of commas only has no value either.
     blank = pl.all_horizontal(
-        pl.col(c).str.strip_chars().replace("", None).is_null()
-        for c in [*positional, OVERFLOW_COLUMN]
-    )
+        pl.col(c).str.strip_chars().replace("", None).is_null() for c in positional
+    ) & ((pl.col(FIELD_COUNT) == 1) | (pl.col(FIELD_COUNT) == len(header)))
     warnings = []
     blank_lines = frame.filter(blank)[SOURCE_LINE]
     if blank_lines.len():
@@ -153,7 +171,51 @@ def _read_csv(
     select = [
         pl.col(p).alias(name) for p, name in zip(positional, header, strict=True) if name in keep
     ]
-    return frame.select(*select, OVERFLOW_COLUMN, SOURCE_LINE), warnings
+    return frame.select(*select, FIELD_COUNT, SOURCE_LINE), warnings
+
+
+def _field_counts(path: Path) -> pl.Series:
+    """Fields of each record after the header, counted from the text, as polars reads it.
+
+    Per physical line: whether it starts inside a quoted field (an odd number of quote
+    characters before it; an escaped quote counts twice), the commas outside quoted parts, and
+    so the record it belongs to; a record has one field more than its commas.
+    """
+    text = path.read_text(encoding="utf-8-sig")
+    lines = text.split("\n")
+    if lines and lines[-1] in ("", "\r"):  # the final line break ends the last record
+        lines.pop()
+    quotes = pl.col("line").str.count_matches('"', literal=True)
+    inside = ((quotes.cum_sum() - quotes) % 2 == 1).alias("inside")
+    opened = pl.when(pl.col("inside")).then(pl.lit('"') + pl.col("line")).otherwise("line")
+    commas = opened.str.replace_all(r'"[^"]*"|"[^"]*$', "").str.count_matches(",", literal=True)
+    return (
+        pl.DataFrame({"line": lines}, schema={"line": pl.String})
+        .with_columns(inside)
+        .select((~pl.col("inside")).cum_sum().alias("record"), commas.alias("commas"))
+        .group_by("record", maintain_order=True)
+        .agg((pl.col("commas").sum() + 1).cast(pl.Int64).alias(FIELD_COUNT))
+        .slice(1)  # the header
+        .get_column(FIELD_COUNT)
+    )
+
+
+def _field_count_faults(table: str, file_name: str, frame: pl.DataFrame, expected: int):
+    """A record with more or fewer fields than the header: quarantined, whatever it holds."""
+    wrong = frame.filter(pl.col(FIELD_COUNT) != expected)
+    return wrong.select(
+        pl.lit(table).alias("table_name"),
+        pl.lit(file_name).alias("source_file"),
+        SOURCE_LINE,
+        pl.lit(None, pl.String).alias("column_name"),
+        pl.when(pl.col(FIELD_COUNT) > expected)
+        .then(pl.lit(EXTRA_FIELDS))
+        .otherwise(pl.lit(MISSING_FIELDS))
+        .alias("rule"),
+        pl.format("{} fields, the header has {}", pl.col(FIELD_COUNT), pl.lit(expected)).alias(
+            "value"
+        ),
+    ).cast(QUARANTINE_SCHEMA)
 
 
 def _read_parquet(path: Path, keep: tuple[str, ...], columns: list[str]) -> pl.DataFrame:
