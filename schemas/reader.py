@@ -127,6 +127,7 @@ def _read_csv(
             skip_rows=1,
             schema={name: pl.String for name in positional},
             missing_columns="insert",
+            extra_columns="ignore",
             truncate_ragged_lines=True,
             infer_schema=False,
             raise_if_empty=False,

@@ -2,7 +2,8 @@
 
 Tables are validated in ``TABLE_ORDER`` (parents first). For each table the faults are
 
-1. the cast faults ``casting.py`` found (``RawExtract.faults``);
+1. the faults found while reading and casting (``RawExtract.faults``); a CSV row with the wrong
+   number of fields has that fault only;
 2. the per-value rules of the Pandera model (``models.table_model``): required values, allowed
    sets, ranges, code patterns, time order. A ``missing_required`` fault on a cell whose text
    could not be cast is dropped: the cast fault already says what is wrong with it;
@@ -40,9 +41,11 @@ from chartaudit.schemas.models import (
     DATA_QUALITY_SCHEMA,
     DUPLICATE_KEY,
     ENCOUNTER_OF_OTHER_PATIENT,
+    EXTRA_FIELDS,
     FOREIGN_KEY,
     LOAD_COUNTS_SCHEMA,
     LOOKS_LIKE_IDENTIFIER,
+    MISSING_FIELDS,
     MISSING_REQUIRED,
     PANDERA_CHECK_RULES,
     QUARANTINE_SCHEMA,
@@ -282,6 +285,11 @@ def _table_faults(raw: RawExtract, table: str, loaded: dict[str, pl.DataFrame]) 
             far_future_faults(table, frame, raw.manifest),
         ]
     )
+    # A CSV row with the wrong number of fields has its values in the wrong columns (or none):
+    # that is its one fault, not what its misplaced values would break.
+    shape = [EXTRA_FIELDS, MISSING_FIELDS]
+    misshapen = faults.filter(pl.col("rule").is_in(shape))[SOURCE_LINE].implode()
+    faults = faults.filter(~pl.col(SOURCE_LINE).is_in(misshapen) | pl.col("rule").is_in(shape))
     return _located(faults, table, raw.source_files[table], QUARANTINE_SCHEMA)
 
 
