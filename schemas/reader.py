@@ -179,26 +179,53 @@ def _field_counts(path: Path) -> pl.Series:
     """Fields of each record after the header, counted from the text, as polars reads it.
 
     Per physical line: whether it starts inside a quoted field (an odd number of quote
-    characters before it; an escaped quote counts twice), the commas outside quoted parts, and
-    so the record it belongs to; a record has one field more than its commas.
+    characters before it; an escaped quote counts twice), and so which record it belongs to,
+    and the commas outside its quoted parts (a regex, run only on lines with quotes); a record
+    has one field more than its commas.
     """
-    text = path.read_text(encoding="utf-8-sig")
-    lines = text.split("\n")
-    if lines and lines[-1] in ("", "\r"):  # the final line break ends the last record
-        lines.pop()
     quotes = pl.col("line").str.count_matches('"', literal=True)
-    inside = ((quotes.cum_sum() - quotes) % 2 == 1).alias("inside")
-    opened = pl.when(pl.col("inside")).then(pl.lit('"') + pl.col("line")).otherwise("line")
-    commas = opened.str.replace_all(r'"[^"]*"|"[^"]*$', "").str.count_matches(",", literal=True)
-    return (
-        pl.DataFrame({"line": lines}, schema={"line": pl.String})
-        .with_columns(inside)
-        .select((~pl.col("inside")).cum_sum().alias("record"), commas.alias("commas"))
-        .group_by("record", maintain_order=True)
-        .agg((pl.col("commas").sum() + 1).cast(pl.Int64).alias(FIELD_COUNT))
-        .slice(1)  # the header
-        .get_column(FIELD_COUNT)
+    lines = (
+        _physical_lines(path)
+        .with_row_index("n")
+        .with_columns(pl.col("line").fill_null(""))  # a blank line
+        .with_columns(quotes.alias("quotes"))
+        .with_columns(((pl.col("quotes").cum_sum() - pl.col("quotes")) % 2 == 1).alias("inside"))
     )
+    quoted = pl.col("inside") | (pl.col("quotes") > 0)
+    opened = pl.when(pl.col("inside")).then(pl.lit('"') + pl.col("line")).otherwise("line")
+    outside_quotes = opened.str.replace_all(r'"[^"]*"|"[^"]*$', "")
+    commas = pl.concat(
+        [
+            lines.filter(~quoted).select("n", "inside", pl.col("line").alias("text")),
+            lines.filter(quoted).select("n", "inside", outside_quotes.alias("text")),
+        ]
+    ).select("n", "inside", pl.col("text").str.count_matches(",", literal=True).alias("commas"))
+    commas = commas.sort("n")
+    if commas["inside"].any():  # a record spans lines: add its lines up
+        commas = commas.group_by((~pl.col("inside")).cum_sum(), maintain_order=True).agg(
+            pl.col("commas").sum()
+        )
+    return (commas["commas"] + 1).cast(pl.Int64).slice(1).alias(FIELD_COUNT)  # not the header
+
+
+def _physical_lines(path: Path) -> pl.DataFrame:
+    """The file's lines as text, one row each (blank lines too), header first."""
+    frame = pl.read_csv(
+        path,
+        has_header=False,
+        separator="\x00",  # no text holds it: each line is one field
+        quote_char=None,
+        schema={"line": pl.String, "__after_nul": pl.String},
+        missing_columns="insert",
+        extra_columns="ignore",
+        truncate_ragged_lines=True,
+        infer_schema=False,
+        raise_if_empty=False,
+        encoding="utf8",
+    )
+    if frame["__after_nul"].is_not_null().any():
+        raise reject(f"{path.name} holds NUL bytes; re-export it as UTF-8 CSV with a header row")
+    return frame.select("line")
 
 
 def _field_count_faults(table: str, file_name: str, frame: pl.DataFrame, expected: int):

@@ -234,3 +234,15 @@ def test_the_demo_extract_passes_the_default_limits(tmp_path, monkeypatch):
     steps.load_step(DEMO_EXTRACT, work, None)
     validated = steps.validate_step(work, thresholds())
     assert validated.data_quality.height == 16  # expected_data_quality.csv
+
+
+def test_a_warehouse_from_before_data_quality_gains_it_when_opened_for_writing(tmp_path):
+    path = tmp_path / "audit.duckdb"
+    with warehouse.connect(path) as con:  # then made to look like an older chartaudit's
+        con.execute("DROP VIEW latest_data_quality")
+        con.execute("DROP TABLE data_quality")
+        con.execute("ALTER TABLE load_counts DROP COLUMN warned_rows")
+    with warehouse.connect(path) as con:
+        columns = [r[0] for r in con.execute("DESCRIBE load_counts").fetchall()]
+        assert columns[-2:] == ["quarantined_rows", "warned_rows"]
+        assert con.execute("SELECT count(*) FROM latest_data_quality").fetchone() == (0,)
