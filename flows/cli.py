@@ -27,6 +27,7 @@ from chartaudit.flows.deck_report import (
     print_unreached,
 )
 from chartaudit.flows.settings import SettingsError, measure_folders, thresholds
+from chartaudit.flows.thresholds import breaches
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
@@ -159,7 +160,8 @@ def run(
 def validate(
     extract_dir: Annotated[Path, typer.Argument(help="Extract folder to check.")],
 ) -> None:
-    """Check an extract against the contract; writes nothing to the warehouse."""
+    """Check an extract against the contract; writes nothing to the warehouse. Lists the rows
+    quarantined and loaded with warnings, and any data-quality limit a run would stop at."""
 
     def check() -> None:
         validated = load_extract(extract_dir)
@@ -176,6 +178,8 @@ def validate(
             out.print(_by_rule(validated.data_quality, title))
         for warning in validated.warnings:
             out.print(f"[yellow]warning:[/] {warning}")
+        for breach in breaches(validated, thresholds()):  # what would stop `chartaudit run`
+            out.print(f"[red]over a limit:[/] {breach.message()}", soft_wrap=True)
 
     _guarded(check)
 
