@@ -115,9 +115,8 @@ def _read_csv(
 
     Columns are named by position (``__c0``...) because the header may hold names polars would
     rename. polars pads a short record with nulls and cuts a long one, so the number of fields
-    of each record is counted from the text (``_field_counts``). source_line is the physical
-    line where the record starts: 2 + record number + the line breaks inside quoted fields of
-    earlier records. Rows with no value at all (blank lines) are skipped with a warning.
+    of each record, and the physical line where it starts (source_line), are counted from the
+    text (``_records``). Rows with no value at all (blank lines) are skipped with a warning.
     """
     positional = [f"__c{i}" for i in range(len(header))]
     try:
@@ -139,21 +138,13 @@ def _read_csv(
             f"{path.name} {problem} ({one_line(str(exc), 160)}); re-export it as UTF-8 CSV with "
             "a header row"
         ) from None
-    line_breaks = pl.sum_horizontal(
-        pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns
-    )
-    counts = _field_counts(path)
-    if counts.len() != frame.height:
+    records = _records(path)
+    if records.height != frame.height:
         raise reject(
             f"{path.name} cannot be read as CSV (its quotes do not pair up); re-export it as "
             "UTF-8 CSV with a header row"
         )
-    frame = frame.with_columns(
-        (pl.int_range(pl.len(), dtype=pl.Int64) + 2 + line_breaks.cum_sum() - line_breaks)
-        .cast(pl.Int64)
-        .alias(SOURCE_LINE),
-        counts.alias(FIELD_COUNT),
-    )
+    frame = pl.concat([frame, records], how="horizontal")
     # A blank line is one empty field; a line of commas only has no value either.
     blank = pl.all_horizontal(
         pl.col(c).str.strip_chars().replace("", None).is_null() for c in positional
@@ -175,13 +166,14 @@ def _read_csv(
     return frame.select(*select, FIELD_COUNT, SOURCE_LINE), warnings
 
 
-def _field_counts(path: Path) -> pl.Series:
-    """Fields of each record after the header, counted from the text, as polars reads it.
+def _records(path: Path) -> pl.DataFrame:
+    """Each record after the header, as polars reads them: the physical line it starts on
+    (``SOURCE_LINE``, the header is line 1) and its number of fields (``FIELD_COUNT``).
 
-    Per physical line: whether it starts inside a quoted field (an odd number of quote
-    characters before it; an escaped quote counts twice), and so which record it belongs to,
-    and the commas outside its quoted parts (a regex, run only on lines with quotes); a record
-    has one field more than its commas.
+    Counted from the text, per physical line: whether it starts inside a quoted field (an odd
+    number of quote characters before it; an escaped quote counts twice), and so which record
+    it belongs to, and the commas outside its quoted parts (a regex, run only on lines with
+    quotes); a record has one field more than its commas.
     """
     quotes = pl.col("line").str.count_matches('"', literal=True)
     lines = (
@@ -203,9 +195,12 @@ def _field_counts(path: Path) -> pl.Series:
     commas = commas.sort("n")
     if commas["inside"].any():  # a record spans lines: add its lines up
         commas = commas.group_by((~pl.col("inside")).cum_sum(), maintain_order=True).agg(
-            pl.col("commas").sum()
+            pl.col("n").first(), pl.col("commas").sum()
         )
-    return (commas["commas"] + 1).cast(pl.Int64).slice(1).alias(FIELD_COUNT)  # not the header
+    return commas.slice(1).select(  # not the header
+        (pl.col("n") + 1).cast(pl.Int64).alias(SOURCE_LINE),
+        (pl.col("commas") + 1).cast(pl.Int64).alias(FIELD_COUNT),
+    )
 
 
 def _physical_lines(path: Path) -> pl.DataFrame:

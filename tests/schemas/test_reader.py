@@ -507,3 +507,19 @@ def test_bom_crlf_and_quoted_fields_are_read_exactly(tmp_path: Path) -> None:
         ("P3", 1935, "U", date(2026, 5, 1), 4),
     ]
     assert validated.quarantine.height == 0
+
+
+def test_line_numbers_count_line_breaks_in_fields_beyond_the_header(tmp_path: Path) -> None:
+    folder = write_extract(tmp_path / "x")
+    (folder / "patients.csv").write_text(
+        'patient_id,birth_year,sex\nP1,1950,F,"two\nlines"\nP2,1980,M\nP3,1935,"U"\n',
+        encoding="utf-8",
+    )
+    validated = load_extract(folder)
+    assert quarantine_rows(validated, "patients") == [
+        ("patients", "patients.csv", 2, None, "extra_fields", "4 fields, the header has 3")
+    ]
+    assert validated.tables["patients"].select("patient_id", "source_line").rows() == [
+        ("P2", 4),
+        ("P3", 5),
+    ]
