@@ -61,7 +61,7 @@ def main() -> None:
     work.mkdir()
     plan = timed("load: read + type", lambda: steps.load_step(extract, work, "2026-10"))
     warehouse.begin_run(path, plan.record)
-    timed("validate", lambda: steps.validate_step(work, steps.DEFAULT_MAX_QUARANTINE_SHARE))
+    timed("validate", lambda: steps.validate_step(work))
     cases = timed("audit (15 measures)", lambda: steps.audit_step(work, path))
     timed("summarise", lambda: steps.summarise_step(work))
     timed("publish (one transaction)", lambda: steps.publish_step(work, path))

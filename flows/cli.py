@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.syntax import Syntax
@@ -27,7 +28,8 @@ from chartaudit.flows.deck_report import (
     print_unreached,
 )
 from chartaudit.flows.files import OWNER_ONLY_UMASK
-from chartaudit.flows.settings import SettingsError, measure_folders
+from chartaudit.flows.settings import SettingsError, measure_folders, thresholds
+from chartaudit.flows.thresholds import breaches
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
@@ -122,6 +124,7 @@ def _run_flow(
     **kw,
 ) -> None:
     folders = measure_folders(folders)
+    thresholds(kw.get("max_quarantine_share"))  # a malformed [thresholds] fails here, too
     _preflight(extract_dir, period, ruleset, folders)
     from chartaudit.flows.monthly_audit import monthly_audit  # Prefect loads only when needed
 
@@ -149,8 +152,12 @@ def run(
     out_dir: OutOption = DEFAULT_OUT,
     ruleset: Annotated[str, typer.Option(help="Rule set to judge by.")] = DEFAULT_RULESET,
     max_quarantine_share: Annotated[
-        float, typer.Option(help="Fail when a table has a larger quarantined share.")
-    ] = steps.DEFAULT_MAX_QUARANTINE_SHARE,
+        float | None,
+        typer.Option(
+            help="Fail when any table has a larger quarantined share (overrides [thresholds]"
+            " quarantine_share in chartaudit.toml, default 0.05)."
+        ),
+    ] = None,
     folders: MeasuresOption = None,
 ) -> None:
     """Load, validate and audit one month of an extract; write the warehouse and the report."""
@@ -198,7 +205,8 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Check an extract against the contract; writes nothing to the warehouse."""
+    """Check an extract against the contract; writes nothing to the warehouse. Lists the rows
+    quarantined and loaded with warnings, and any data-quality limit a run would stop at."""
     if phi_scan:
         _guarded(lambda: _phi_scan(extract_dir))
         return
@@ -206,28 +214,43 @@ def validate(
     def check() -> None:
         validated = load_extract(extract_dir)
         table = Table(title=f"{validated.manifest.extract_id} ({extract_dir})")
-        for column in ("table", "file", "input rows", "loaded", "quarantined"):
+        for column in ("table", "file", "input rows", "loaded", "quarantined", "with warnings"):
             table.add_column(column, justify="left" if column in ("table", "file") else "right")
         for row in validated.load_counts.iter_rows():
             table.add_row(*(str(v) for v in row))
         out.print(table)
-        quarantine = validated.quarantine
-        if quarantine.height:
-            top = (
-                quarantine.group_by("table_name", "column_name", "rule")
-                .len()
-                .sort("len", descending=True)
-            )
-            rules = Table(title="Quarantined rows by rule")
-            for column in ("table", "column", "rule", "rows"):
-                rules.add_column(column)
-            for row in top.head(15).iter_rows():
-                rules.add_row(*(str(v) for v in row))
-            out.print(rules)
+        if validated.quarantine.height:
+            out.print(_by_rule(validated.quarantine, "Quarantined rows by rule"))
+        if validated.data_quality.height:
+            title = "Data-quality warnings by rule (the rows loaded)"
+            out.print(_by_rule(validated.data_quality, title))
         for warning in validated.warnings:
             out.print(f"[yellow]warning:[/] {warning}")
+        for breach in breaches(validated, thresholds()):  # what would stop `chartaudit run`
+            out.print(f"[red]over a limit:[/] {breach.message()}", soft_wrap=True)
 
     _guarded(check)
+
+
+def _by_rule(findings: pl.DataFrame, title: str, top: int = 15) -> Table:
+    """The most frequent (table, column, rule) groups, with the first line of each."""
+    groups = (
+        findings.group_by("table_name", "column_name", "rule")
+        .agg(
+            pl.len().alias("rows"),
+            pl.format("{} line {}", pl.col("source_file"), pl.col("source_line"))
+            .sort_by("source_line")
+            .first()
+            .alias("first"),
+        )
+        .sort(["rows", "table_name", "rule"], descending=[True, False, False])
+    )
+    table = Table(title=title)
+    for column in ("table", "column", "rule", "rows", "first seen at"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for row in groups.head(top).iter_rows():
+        table.add_row(*("(whole row)" if v is None else str(v) for v in row))
+    return table
 
 
 @app.command()

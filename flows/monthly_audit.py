@@ -16,6 +16,7 @@ from prefect.cache_policies import NONE
 from chartaudit.audits.engine import DEFAULT_RULESET
 from chartaudit.flows import steps
 from chartaudit.flows.files import owner_only_files, work_folder
+from chartaudit.flows.settings import ThresholdSettings, thresholds
 from chartaudit.storage import warehouse
 
 FILE_IO_RETRIES = 2
@@ -63,15 +64,16 @@ def load(
 
 
 @task(cache_policy=NONE)
-def validate(work: str, max_quarantine_share: float) -> None:
+def validate(work: str, limits: ThresholdSettings) -> None:
     logger = get_run_logger()
-    validated = steps.validate_step(Path(work), max_quarantine_share)
+    validated = steps.validate_step(Path(work), limits)
     for row in validated.load_counts.iter_rows(named=True):
         logger.info(
-            "%s: %d rows read, %d loaded, %d quarantined",
+            "%s: %d rows read, %d loaded (%d with data-quality warnings), %d quarantined",
             row["table_name"],
             row["input_rows"],
             row["loaded_rows"],
+            row["warned_rows"],
             row["quarantined_rows"],
         )
     for warning in validated.warnings:
@@ -128,23 +130,27 @@ def monthly_audit(
     warehouse_path: str = str(warehouse.DEFAULT_WAREHOUSE),
     out_dir: str = "reports/out",
     ruleset: str = DEFAULT_RULESET,
-    max_quarantine_share: float = steps.DEFAULT_MAX_QUARANTINE_SHARE,
+    max_quarantine_share: float | None = None,
     measure_folders: list[str] | None = None,
 ) -> AuditOutcome:
     """Audit one month of an extract into the warehouse and render its report.
 
     ``period`` defaults to the extract's last complete month; ``measure_folders`` adds measure
-    folders to the built-in catalogue. Earlier months' pending cases that this extract decides
-    are judged again. A rejected extract writes nothing; any later failure marks the run failed
-    and leaves every result as it was. Files the run creates are the owner's only, and its work
-    folder is removed at the end, also after a failure (flows/files.py).
+    folders to the built-in catalogue. The data-quality limits are the settings' ([thresholds]
+    in chartaudit.toml, CHARTAUDIT_THRESHOLDS__*); ``max_quarantine_share`` overrides the
+    quarantined share of every table. Earlier months' pending cases that this extract decides
+    are judged again. A rejected extract writes nothing; any later failure (a table past a
+    limit included) marks the run failed and leaves every result and report as it was. Files
+    the run creates are the owner's only, and its work folder is removed at the end, also after
+    a failure (flows/files.py).
     """
+    limits = thresholds(max_quarantine_share)  # a malformed settings file fails here
     with owner_only_files(), work_folder() as work_path:
         work = str(work_path)
         plan = load(extract_dir, work, period, ruleset, list(measure_folders or []))
         warehouse.begin_run(Path(warehouse_path), plan.record)
         try:
-            validate(work, max_quarantine_share)
+            validate(work, limits)
             cases = audit(work, warehouse_path)
             summarise(work)
             publish(work, warehouse_path)

@@ -6,15 +6,26 @@ The file is ``./chartaudit.toml`` (or the path in ``CHARTAUDIT_SETTINGS``)::
     [measures]
     folders = ["site-measures"]     # extra measure folders, relative to this file
 
-and ``CHARTAUDIT_MEASURES__FOLDERS='["/srv/chartaudit/site-measures"]'`` overrides it.
+    [thresholds]                    # the most a run accepts per table (after OHDSI's DQD)
+    quarantine_share = 0.05         # of a table's input rows quarantined
+    quarantine_rows = 1000          # quarantined rows (no limit when absent)
+    warning_share = 0.10            # of a table's input rows with a data-quality warning
+    warning_rows = 5000             # rows with a warning (no limit when absent)
+
+    [thresholds.tables.orders]      # one table's own limits (the others keep the above)
+    warning_share = 0.20
+
+and ``CHARTAUDIT_MEASURES__FOLDERS='["/srv/chartaudit/site-measures"]'`` or
+``CHARTAUDIT_THRESHOLDS__TABLES__ORDERS__WARNING_SHARE=0.2`` override it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,11 +46,73 @@ class MeasureSettings(BaseModel):
     folders: list[Path] = []  # extra measure folders (measures/, value_sets/, decks/)
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+Rows = Annotated[int, Field(ge=0)]
+
+# A run stops before the audit when a table passes one of these (decisions.md, "Thresholds").
+DEFAULT_QUARANTINE_SHARE = 0.05
+# Warned rows load and are audited, so their limit is looser: a share this large is a
+# systematic export fault (swapped columns, a wrong time zone), not back-dated charting.
+DEFAULT_WARNING_SHARE = 0.10
+
+
+class TableLimits(BaseModel):
+    """One table's own limits; a limit left out is the [thresholds] one."""
+
+    model_config = ConfigDict(extra="forbid")
+    quarantine_share: Share | None = None
+    quarantine_rows: Rows | None = None
+    warning_share: Share | None = None
+    warning_rows: Rows | None = None
+
+
+class ThresholdSettings(BaseModel):
+    """The largest share and count of quarantined and of warned rows a run accepts, per table;
+    a count of None is no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+    quarantine_share: Share = DEFAULT_QUARANTINE_SHARE
+    quarantine_rows: Rows | None = None
+    warning_share: Share = DEFAULT_WARNING_SHARE
+    warning_rows: Rows | None = None
+    tables: dict[str, TableLimits] = {}
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, tables: dict[str, TableLimits]) -> dict[str, TableLimits]:
+        from chartaudit.schemas.contract import TABLE_ORDER
+
+        unknown = sorted(set(tables) - set(TABLE_ORDER))
+        if unknown:
+            raise ValueError(f"no table {unknown[0]!r}; tables: {', '.join(TABLE_ORDER)}")
+        return tables
+
+    def for_table(self, table: str) -> TableLimits:
+        """The limits in force for one table: its own where it has them, else the defaults."""
+        own = self.tables.get(table, TableLimits())
+        return TableLimits(
+            **{
+                name: getattr(own, name) if getattr(own, name) is not None else getattr(self, name)
+                for name in TableLimits.model_fields
+            }
+        )
+
+    def with_quarantine_share(self, share: float | None) -> ThresholdSettings:
+        """The command line's --max-quarantine-share: the quarantined share of EVERY table."""
+        if share is None:
+            return self
+        tables = {
+            t: v.model_copy(update={"quarantine_share": None}) for t, v in self.tables.items()
+        }
+        return self.model_copy(update={"quarantine_share": share, "tables": tables})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARTAUDIT_", env_nested_delimiter="__", extra="forbid"
     )
     measures: MeasureSettings = MeasureSettings()
+    thresholds: ThresholdSettings = ThresholdSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -79,3 +152,12 @@ def load_settings() -> Settings:
 def measure_folders(option: list[Path] | None) -> list[Path]:
     """The extra measure folders: the command line's, else the settings'."""
     return list(option) if option else load_settings().measures.folders
+
+
+def thresholds(max_quarantine_share: float | None = None) -> ThresholdSettings:
+    """The data-quality limits: the settings', with the command line's quarantined share."""
+    if max_quarantine_share is not None and not 0 <= max_quarantine_share <= 1:
+        raise SettingsError(
+            f"--max-quarantine-share {max_quarantine_share} is not a share between 0 and 1"
+        )
+    return load_settings().thresholds.with_quarantine_share(max_quarantine_share)

@@ -5,7 +5,7 @@ between them; tests call them directly. The work folder holds each step's output
 
     plan.json      run id, period, rule set, measure folders, extract identity, coverage end
     raw/           the extract as read (typed), with read faults
-    validated/     canonical rows, quarantine, load counts
+    validated/     canonical rows, quarantine, data-quality warnings, load counts
     results/       case_results and measures (this month's run, and the runs of earlier months
                    whose pending cases the newer extract decided), rejudged_cases, rejudge_runs,
                    then the summaries: measure_summary, component_summary, timing_summary
@@ -27,6 +27,8 @@ import polars as pl
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, MeasureRun, run_measures
 from chartaudit.audits.period import AuditPeriod, last_complete_period, parse_period
 from chartaudit.audits.rejudge import rejudge_pending
+from chartaudit.flows.settings import DEFAULT_QUARANTINE_SHARE, ThresholdSettings
+from chartaudit.flows.thresholds import QUARANTINE, breaches
 from chartaudit.reports.render import render_markdown_summary, render_report
 from chartaudit.reports.summary import component_summary_sql, summarise_sql, timing_summary_sql
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
@@ -39,15 +41,23 @@ from chartaudit.schemas.results import (
 from chartaudit.schemas.validation import ValidatedExtract, validate_extract
 from chartaudit.storage import warehouse
 
-DEFAULT_MAX_QUARANTINE_SHARE = 0.05
+DEFAULT_MAX_QUARANTINE_SHARE = DEFAULT_QUARANTINE_SHARE
 
 
 class RunError(RuntimeError):
     """The run cannot go on; the message is one line for the person on call."""
 
 
-class QuarantineLimitExceeded(RunError):
-    """Too large a share of a table was quarantined for its results to be trusted."""
+class DataQualityLimitExceeded(RunError):
+    """A table is past a data-quality limit (settings: [thresholds]); the run stops."""
+
+
+class QuarantineLimitExceeded(DataQualityLimitExceeded):
+    """Too large a share (or count) of a table was quarantined for its results to be trusted."""
+
+
+class WarningLimitExceeded(DataQualityLimitExceeded):
+    """Too many rows of a table have data-quality warnings for its results to be trusted."""
 
 
 @dataclass(frozen=True)
@@ -168,17 +178,16 @@ def load_step(
     return plan
 
 
-def validate_step(work: Path, max_quarantine_share: float) -> ValidatedExtract:
-    """Apply the row-level rules; fail when a table's quarantined share is over the limit."""
+def validate_step(work: Path, limits: ThresholdSettings | None = None) -> ValidatedExtract:
+    """Apply the row-level rules; fail when a table is past a data-quality limit (default: the
+    settings' defaults), naming the table, its most frequent rule and its share."""
     validated = validate_extract(RawExtract.load(work / "raw"))
     validated.save(work / "validated")
-    over = {t: s for t, s in validated.quarantined_share().items() if s > max_quarantine_share}
+    over = breaches(validated, limits or ThresholdSettings())
     if over:
-        worst = max(over, key=over.get)
-        raise QuarantineLimitExceeded(
-            f"{worst}: {over[worst]:.1%} of rows quarantined, over the limit of"
-            f" {max_quarantine_share:.1%}; see `chartaudit validate` for the rules broken"
-        )
+        worst = over[0]
+        error = QuarantineLimitExceeded if worst.level == QUARANTINE else WarningLimitExceeded
+        raise error(worst.message())
     return validated
 
 
@@ -319,6 +328,7 @@ def publish_step(work: Path, warehouse_path: Path) -> None:
     outputs = warehouse.RunOutputs(
         tables=validated.tables,
         quarantine=validated.quarantine,
+        data_quality=validated.data_quality,
         load_counts=validated.load_counts,
         measures=pl.read_parquet(results / "measures.parquet"),
         case_results=pl.read_parquet(results / "case_results.parquet"),

@@ -86,6 +86,7 @@ SELECT table_name,
        sum(input_rows) AS input_rows,
        sum(loaded_rows) AS loaded_rows,
        sum(quarantined_rows) AS quarantined_rows,
+       sum(warned_rows) AS warned_rows,
        list_sort(list(DISTINCT source_file)) AS source_files
 FROM load_counts WHERE run_id = $run_id
 GROUP BY table_name ORDER BY table_name
@@ -103,4 +104,16 @@ SELECT *, count(*) OVER () AS groups, sum(n) OVER () AS problems
 FROM g
 ORDER BY n DESC, table_name, column_name NULLS FIRST, rule
 LIMIT $top
+"""
+
+# Data-quality warnings (rows that loaded): every (table, column, rule) group with its count and
+# the first line where it was seen, so a reviewer can open the file there.
+DATA_QUALITY_SQL = """
+SELECT table_name, column_name, rule, count(*) AS n,
+       first(source_file || ' line ' || source_line ORDER BY source_file, source_line)
+           AS first_seen,
+       first(value ORDER BY source_file, source_line) AS first_value
+FROM data_quality WHERE run_id = $run_id
+GROUP BY table_name, column_name, rule
+ORDER BY table_name, column_name NULLS FIRST, rule
 """

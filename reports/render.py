@@ -4,10 +4,10 @@ Both read the warehouse only (warehouse-contract.md): the newest succeeded run o
 `latest_runs`; its rows in `latest_measure_summary`, `latest_component_summary`,
 `latest_timing_summary` and `latest_case_results`; that run's `measures`; the `rejudged_cases` it
 decided (for a `rejudge` run: the cases of its own month that were judged again); and the
-`load_counts` and `quarantine` rows of the run that loaded the extract (a `rejudge` run loads
-nothing: those of the audit run that triggered it). Every value in the HTML goes through Jinja2's
-autoescaping (health data: a site name or evidence text is never trusted as markup), and the page
-has inline CSS only: no script, no external URL.
+`load_counts`, `quarantine` and `data_quality` rows of the run that loaded the extract (a
+`rejudge` run loads nothing: those of the audit run that triggered it). Every value in the HTML
+goes through Jinja2's autoescaping (health data: a site name or evidence text is never trusted as
+markup), and the page has inline CSS only: no script, no external URL.
 """
 
 from __future__ import annotations
@@ -241,6 +241,7 @@ def _report_context(
     )
     quarantine_groups = quarantine[0]["groups"] if quarantine else 0
     quarantine_problems = quarantine[0]["problems"] if quarantine else 0
+    data_quality = _records(con, queries.DATA_QUALITY_SQL, {"run_id": loading_run})
 
     return {
         "period": period,
@@ -264,6 +265,8 @@ def _report_context(
         "quarantine_groups": quarantine_groups,
         "quarantine_problems": quarantine_problems,
         "quarantine_top": TOP_QUARANTINE_RULES,
+        "data_quality": data_quality,
+        "data_quality_total": sum(row["n"] for row in data_quality),
     }
 
 

@@ -48,6 +48,10 @@ class Clock:
         self.last_day = date(end_year, end_mon, monthrange(end_year, end_mon)[1])
         self.start = self.month_start(*self.months[0])
         self.end = self.month_start(*shift_month(end_year, end_mon, 1))
+        # When the extract was made (manifest.json `created`): a week after the coverage ends,
+        # after every row it holds (departures of patients still admitted at coverage end run
+        # up to 3 days past it). The loader quarantines times over a day after this instant.
+        self.created = self.end + timedelta(days=7)
 
     # --- local wall clock -> instant -------------------------------------------------------
     def month_start(self, year: int, month: int) -> datetime:

@@ -1,4 +1,5 @@
-"""Dirty rows: one rule broken per row, each listed in ``expected_quarantine.csv``.
+"""Dirty rows: one rule broken per row, each listed in ``expected_quarantine.csv``, or one
+warning rule per row (the row loads), listed in ``expected_data_quality.csv``.
 
 Every dirty row belongs to a background patient (no measure case), and no other row depends on
 it: a quarantined patient has no encounters, a quarantined encounter has no diagnoses, findings
@@ -25,13 +26,22 @@ UNPARSEABLE = "unparseable_timestamp"
 NOT_IN_TIMEZONE = "timestamp_not_in_timezone"
 DUPLICATE_KEY = "duplicate_key"
 FOREIGN_KEY = "foreign_key"
+MALFORMED_CODE = "malformed_code"
 MALFORMED_LOINC = "malformed_loinc"
 NOT_POSITIVE = "not_positive"
 IDENTIFIER = "looks_like_identifier"
+FAR_AFTER_CREATED = "far_after_extract_created"
+# Warning rules: the row loads and is listed in data_quality.
+AFTER_CREATED = "after_extract_created"
+DOSE_ABOVE_LABEL_MAX = "dose_above_label_max"
 
 
 def expect(chart: Chart, table: str, line: int, column: str, reason: str) -> None:
     chart.sink.expect_quarantine(table, line, column, reason)
+
+
+def expect_warning(chart: Chart, table: str, line: int, column: str, reason: str) -> None:
+    chart.sink.expect_warning(table, line, column, reason)
 
 
 def sex_not_allowed(chart: Chart) -> None:
@@ -55,7 +65,51 @@ def departure_before_arrival(chart: Chart) -> None:
     background_patient(chart)
     arrival = chart.place_anywhere(before=days(1), after=days(1))
     _, line = chart.encounter(arrival, setting="outpatient", departure=arrival - hours(2))
-    expect(chart, "encounters", line, "departure_time", TIME_ORDER)
+    expect_warning(chart, "encounters", line, "departure_time", TIME_ORDER)
+
+
+def order_signed_after_the_scan(chart: Chart) -> None:
+    """A back-dated order: performed 15 minutes before it was signed (loads, with a warning)."""
+    encounter_id = background_patient(chart)[-1]
+    ordered = chart.place_anywhere(before=hours(1), after=days(1))
+    line = chart.order(encounter_id, "73562", ordered=ordered, performed=ordered - minutes(15))
+    expect_warning(chart, "orders", line, "performed_time", TIME_ORDER)
+
+
+def dose_above_label(chart: Chart) -> None:
+    """Ropinirole 10 mg three times a day (30 mg; the label's maximum is 24 mg): most likely a
+    unit slip. The patient has no restless legs diagnosis, so no LN-13 case."""
+    encounter_id = background_patient(chart)[-1]
+    start = chart.place_anywhere(before=days(0), after=days(1))
+    line = chart.medication(
+        encounter_id, "ropinirole", start, rxnorm="72302", dose_mg=10.0, doses_per_day=3.0
+    )
+    expect_warning(chart, "medications", line, "dose_mg", DOSE_ABOVE_LABEL_MAX)
+
+
+def resulted_soon_after_created(chart: Chart) -> None:
+    """A lab resulted 6 h after the extract was made (clock skew): loads, with a warning."""
+    encounter_id = background_patient(chart)[-1]
+    collected = chart.place_anywhere(before=days(0), after=days(1))
+    resulted = chart.clock.created + hours(6)
+    line = chart.lab(encounter_id, "2345-7", collected, value=5.4, unit="mmol/L", resulted=resulted)
+    expect_warning(chart, "labs", line, "resulted_time", AFTER_CREATED)
+
+
+def recorded_long_after_created(chart: Chart) -> None:
+    """A diagnosis dated a month after the extract was made: it cannot be true."""
+    background_patient(chart)
+    recorded = chart.clock.created + days(30)
+    line = chart.diagnosis("J06.9", recorded, None, source="problem_list")
+    expect(chart, "diagnoses", line, "recorded_time", FAR_AFTER_CREATED)
+
+
+def icd10_dot_misplaced(chart: Chart) -> None:
+    """E1.142: the dot belongs after the category (E11.42); the code cannot be trusted."""
+    background_patient(chart)
+    recorded = chart.place_anywhere(before=days(0), after=days(1))
+    line = chart.diagnosis("E1.142", recorded, None, source="problem_list")
+    expect(chart, "diagnoses", line, "code", MALFORMED_CODE)
 
 
 def unparseable_timestamp(chart: Chart) -> None:
@@ -156,4 +210,9 @@ SCENARIOS: dict[str, Scenario] = {
         WEIGHT, identifier_in_lab_text("see result letter sent to pat.doe@example.org"), {}
     ),
     "dirty_lab_text_ssn": Scenario(WEIGHT, identifier_in_lab_text("ref 123-45-6789"), {}),
+    "dirty_dx_long_after_created": Scenario(WEIGHT, recorded_long_after_created, {}),
+    "dirty_dx_icd10_dot_misplaced": Scenario(WEIGHT, icd10_dot_misplaced, {}),
+    "warn_order_signed_after_scan": Scenario(WEIGHT, order_signed_after_the_scan, {}),
+    "warn_ropinirole_above_label": Scenario(WEIGHT, dose_above_label, {}),
+    "warn_lab_resulted_after_created": Scenario(WEIGHT, resulted_soon_after_created, {}),
 }

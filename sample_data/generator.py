@@ -1,7 +1,8 @@
 """Synthetic monthly extract with a known answer key.
 
 :func:`generate_extract` writes a contract-shaped extract folder (seven tables, ``manifest.json``)
-plus two files the loader ignores: ``expected_quarantine.csv`` (every deliberately dirty row) and
+plus three files the loader ignores: ``expected_quarantine.csv`` (every deliberately dirty row),
+``expected_data_quality.csv`` (every row that loads with a data-quality warning) and
 ``answer_key.csv`` (every case of all fifteen measures under both rule sets, with its outcome and
 the scenario of its patient), which an independent judge (``answer_key``) computes from the
 written files. Output is a pure function of the arguments: one ``random.Random(seed)``, no wall
@@ -24,6 +25,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 from chartaudit.sample_data import dirty as dirty_scenarios
@@ -40,7 +42,7 @@ from chartaudit.sample_data import (
 from chartaudit.sample_data.answer_key import outcome_counts, write_answer_key
 from chartaudit.sample_data.background import background_patient
 from chartaudit.sample_data.chart import Chart, Context, Scenario
-from chartaudit.sample_data.clock import Clock, Unplaceable, shift_month
+from chartaudit.sample_data.clock import Clock, Unplaceable
 from chartaudit.sample_data.sink import ExtractSink
 
 DEMO_DIR = Path(__file__).parent / "demo_extract"
@@ -74,6 +76,7 @@ class GeneratedExtract:
     manifest: Path
     answer_key: Path
     expected_quarantine: Path
+    expected_data_quality: Path
     row_counts: dict[str, int]
     case_counts: dict[str, dict[str, dict[str, int]]]  # rule set -> measure -> outcome -> cases
     quarantine_rows: int
@@ -121,14 +124,13 @@ def build_patient(ctx: Context, patient_id: str, label: str) -> Chart:
 
 
 def manifest(clock: Clock, *, end_month: str, seed: int, timezone: str) -> dict[str, str]:
-    year, month = shift_month(*clock.months[-1], 1)
     return {
         "extract_id": f"synthetic-{end_month}-s{seed}",
         "source": SOURCE,
         "timezone": timezone,
         "coverage_start": clock.first_day.isoformat(),
         "coverage_end": clock.last_day.isoformat(),
-        "created": f"{year:04d}-{month:02d}-01T00:00:00Z",
+        "created": f"{clock.created.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
     }
 
 
@@ -162,7 +164,7 @@ def generate_extract(
             scenario_patients.setdefault(chart.scenario, []).append(chart.patient_id)
             scenario_of[chart.patient_id] = chart.scenario
     quarantine_rows = len(sink.quarantine)
-    quarantine_path = sink.close()
+    quarantine_path, data_quality_path = sink.close()
     manifest_path = out_dir / "manifest.json"
     content = manifest(clock, end_month=end_month, seed=seed, timezone=timezone)
     manifest_path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
@@ -173,6 +175,7 @@ def generate_extract(
         manifest=manifest_path,
         answer_key=key_path,
         expected_quarantine=quarantine_path,
+        expected_data_quality=data_quality_path,
         row_counts={name: table.count for name, table in sink.tables.items()},
         case_counts=outcome_counts(cases),
         quarantine_rows=quarantine_rows,

@@ -1,4 +1,5 @@
-"""Where generated rows go: one buffered writer per contract table, plus the expected quarantine.
+"""Where generated rows go: one buffered writer per contract table, plus the expected quarantine
+and the expected data-quality warnings.
 Rows are flushed in chunks, so memory stays flat however many patients. (The answer key is
 judged from the written files afterwards: see ``answer_key``.)"""
 
@@ -92,6 +93,7 @@ class ExtractSink:
         self.fmt = fmt
         self.tables = {name: TableSink(TABLES[name], out_dir, fmt) for name in TABLE_ORDER}
         self.quarantine: list[tuple[str, int, str, str]] = []
+        self.warnings: list[tuple[str, int, str, str]] = []
 
     def add(self, table: str, **values: Any) -> int:
         return self.tables[table].add(**values)
@@ -99,21 +101,31 @@ class ExtractSink:
     def expect_quarantine(self, table: str, line: int, column: str, reason: str) -> None:
         self.quarantine.append((table, line, column, reason))
 
-    def close(self) -> Path:
-        """Write out every table and ``expected_quarantine.csv``; returns the latter's path."""
+    def expect_warning(self, table: str, line: int, column: str, reason: str) -> None:
+        """A row that loads with a data-quality warning (the loader's data_quality table)."""
+        self.warnings.append((table, line, column, reason))
+
+    def close(self) -> tuple[Path, Path]:
+        """Write out every table, ``expected_quarantine.csv`` and ``expected_data_quality.csv``;
+        returns the paths of the latter two."""
         for sink in self.tables.values():
             sink.close()
+        paths = []
+        for name, expected in (("quarantine", self.quarantine), ("data_quality", self.warnings)):
+            path = self.out_dir / f"expected_{name}.csv"
+            _write_csv(path, QUARANTINE_COLUMNS, self._in_line_order(expected))
+            paths.append(path)
+        return paths[0], paths[1]
+
+    def _in_line_order(self, rows: list[tuple[str, int, str, str]]) -> list[tuple]:
         order = {name: i for i, name in enumerate(TABLE_ORDER)}
         # Lines are counted as in the CSV (header = line 1); the loader numbers Parquet rows
         # from 1, so a Parquet extract's expected lines are one lower.
         shift = 1 if self.fmt == "parquet" else 0
-        quarantine = sorted(
-            ((t, line - shift, c, r) for t, line, c, r in self.quarantine),
+        return sorted(
+            ((t, line - shift, c, r) for t, line, c, r in rows),
             key=lambda q: (order[q[0]], q[1], q[2]),
         )
-        quarantine_path = self.out_dir / "expected_quarantine.csv"
-        _write_csv(quarantine_path, QUARANTINE_COLUMNS, quarantine)
-        return quarantine_path
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:

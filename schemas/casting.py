@@ -19,7 +19,6 @@ from chartaudit.schemas.contract import SOURCE_LINE, TABLES, ColumnSpec
 from chartaudit.schemas.deidentification import identifier_placeholder
 from chartaudit.schemas.models import (
     CANONICAL_DTYPES,
-    EXTRA_FIELDS,
     LOOKS_LIKE_IDENTIFIER,
     QUARANTINE_SCHEMA,
     TIMESTAMP_NOT_IN_TIMEZONE,
@@ -39,7 +38,6 @@ from chartaudit.schemas.timestamps import (
 __all__ = [
     "CODE_COLUMNS",
     "INGREDIENT_COLUMNS",
-    "OVERFLOW_COLUMN",
     "cast_problem",
     "normalised_columns",
     "type_table",
@@ -49,8 +47,6 @@ __all__ = [
 CODE_COLUMNS = {"diagnoses": "code", "findings": "code", "orders": "code"}
 INGREDIENT_COLUMNS = {"medications": "ingredient"}
 
-# The text of CSV fields beyond the header (reader._read_csv); each such row is a fault.
-OVERFLOW_COLUMN = "__extra_fields__"
 _INT_TEXT = r"^[+-]?[0-9]+$"
 _FLOAT_TEXT = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -212,15 +208,6 @@ def type_table(
             ).cast(QUARANTINE_SCHEMA)
         )
     fault_parts += _identifiers_as_read(table, frame, where)
-    if OVERFLOW_COLUMN in frame.columns:  # CSV fields beyond the header
-        extra = frame.filter(pl.col(OVERFLOW_COLUMN).is_not_null()).select(
-            *where,
-            SOURCE_LINE,
-            pl.lit(None, pl.String).alias("column_name"),
-            pl.lit(EXTRA_FIELDS).alias("rule"),
-            pl.col(OVERFLOW_COLUMN).alias("value"),
-        )
-        fault_parts.append(extra.cast(QUARANTINE_SCHEMA))
     fault_rows = pl.concat(fault_parts).sort(SOURCE_LINE, maintain_order=True)
 
     typed = frame.select(

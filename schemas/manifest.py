@@ -33,7 +33,10 @@ class Manifest:
     # A tz-aware UTC instant. A date "2026-10-31" means the END of that local day (local midnight
     # starting 2026-11-01, in UTC); a full timestamp is that instant (naive = in `timezone`).
     coverage_end: datetime | None
-    created: str | None
+    created: str | None  # as written
+    # `created` as a tz-aware UTC instant (a date: the end of that local day); times more than
+    # a day after it cannot be true (quality.py). None when the manifest gives none.
+    created_at: datetime | None = None
 
     @property
     def extract_year(self) -> int:
@@ -58,12 +61,14 @@ class Manifest:
             "coverage_start": self.coverage_start.isoformat() if self.coverage_start else None,
             "coverage_end": self.coverage_end.isoformat() if self.coverage_end else None,
             "created": self.created,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         """Inverse of ``to_json``."""
         start, end = data.get("coverage_start"), data.get("coverage_end")
+        created_at = data.get("created_at")
         return cls(
             extract_id=data["extract_id"],
             source=data.get("source"),
@@ -72,6 +77,7 @@ class Manifest:
             coverage_start=date.fromisoformat(start) if start else None,
             coverage_end=datetime.fromisoformat(end).astimezone(UTC) if end else None,
             created=data.get("created"),
+            created_at=datetime.fromisoformat(created_at).astimezone(UTC) if created_at else None,
         )
 
 
@@ -114,7 +120,8 @@ def _parse_coverage_start(text: str) -> date:
         ) from None
 
 
-def _parse_coverage_end(text: str, zone: str) -> datetime:
+def _parse_coverage_end(text: str, zone: str, field: str = "coverage_end") -> datetime:
+    """A date (the end of that local day) or a timestamp (naive = local time) as a UTC instant."""
     tz = ZoneInfo(zone)
     try:
         day = date.fromisoformat(text)
@@ -130,9 +137,11 @@ def _parse_coverage_end(text: str, zone: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise _reject(
-            "coverage_end",
+            field,
             f"{text!r} is not a date or timestamp",
-            "write it as YYYY-MM-DD (the last day covered) or an ISO 8601 timestamp",
+            "write it as YYYY-MM-DD"
+            + (" (the last day covered)" if field == "coverage_end" else "")
+            + " or an ISO 8601 timestamp",
         ) from None
     if moment.tzinfo is not None:
         return moment.astimezone(UTC)
@@ -140,19 +149,32 @@ def _parse_coverage_end(text: str, zone: str) -> datetime:
     local = moment.replace(tzinfo=tz)
     if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != moment:
         raise _reject(
-            "coverage_end",
+            field,
             f"{text!r} does not exist in {zone} (skipped by a clock change)",
             "give a time that exists locally or add a UTC offset",
         )
     return local.astimezone(UTC)
 
 
+def _check_coverage(start: date | None, end: datetime | None, zone: str, end_text: str) -> None:
+    """coverage_end must come after the start of coverage_start (local midnight)."""
+    if start is None or end is None:
+        return
+    first_instant = datetime.combine(start, datetime.min.time(), tzinfo=ZoneInfo(zone))
+    if end <= first_instant.astimezone(UTC):
+        raise _reject(
+            "coverage_end",
+            f"{end_text!r} is before coverage_start {start.isoformat()!r}",
+            "give the last day the extract covers, on or after coverage_start",
+        )
+
+
 def read_manifest(extract_dir: Path, digest: str | None = None) -> Manifest:
     """Read ``manifest.json`` of an extract folder (defaults when it is absent).
 
     ``digest`` (of ``extract_digest``) is only used for the default ``extract_id``; it is
-    computed when not given. Bad JSON, a wrongly typed field, an unknown time zone or an
-    unreadable date raise ``ExtractRejected``.
+    computed when not given. Bad JSON, a wrongly typed field, an unknown time zone, an
+    unreadable date or a coverage_end before coverage_start raise ``ExtractRejected``.
     """
     extract_dir = Path(extract_dir)
     path = extract_dir / MANIFEST_FILE
@@ -181,6 +203,10 @@ def read_manifest(extract_dir: Path, digest: str | None = None) -> Manifest:
     timezone = _check_timezone(zone_text) if zone_text else DEFAULT_TIMEZONE
     start_text = _optional_str(data, "coverage_start")
     end_text = _optional_str(data, "coverage_end")
+    coverage_start = _parse_coverage_start(start_text) if start_text else None
+    coverage_end = _parse_coverage_end(end_text, timezone) if end_text else None
+    _check_coverage(coverage_start, coverage_end, timezone, end_text or "")
+    created = _optional_str(data, "created")
     extract_id = _optional_str(data, "extract_id")
     if extract_id is None:
         extract_id = f"{extract_dir.resolve().name}-{(digest or extract_digest(extract_dir))[:8]}"
@@ -189,9 +215,10 @@ def read_manifest(extract_dir: Path, digest: str | None = None) -> Manifest:
         source=_optional_str(data, "source"),
         timezone=timezone,
         timezone_defaulted=zone_text is None,
-        coverage_start=_parse_coverage_start(start_text) if start_text else None,
-        coverage_end=_parse_coverage_end(end_text, timezone) if end_text else None,
-        created=_optional_str(data, "created"),
+        coverage_start=coverage_start,
+        coverage_end=coverage_end,
+        created=created,
+        created_at=_parse_coverage_end(created, timezone, "created") if created else None,
     )
 
 

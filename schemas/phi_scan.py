@@ -24,7 +24,6 @@ from pathlib import Path
 
 import polars as pl
 
-from chartaudit.schemas.casting import OVERFLOW_COLUMN
 from chartaudit.schemas.contract import SOURCE_LINE
 from chartaudit.schemas.deidentification import (
     IDENTIFIER_VALUE_PATTERNS,
@@ -34,7 +33,7 @@ from chartaudit.schemas.deidentification import (
 )
 from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.schemas.folder import MANIFEST_FILE
-from chartaudit.schemas.reader import positional_names, read_csv_text
+from chartaudit.schemas.reader import OVERFLOW_COLUMN, positional_names, read_csv_text
 
 __all__ = ["PhiFinding", "PhiScan", "scan_extract"]
 

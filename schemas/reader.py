@@ -16,15 +16,23 @@ from pathlib import Path
 
 import polars as pl
 
-from chartaudit.schemas.casting import OVERFLOW_COLUMN, type_table
+from chartaudit.schemas.casting import type_table
 from chartaudit.schemas.contract import SOURCE_LINE, TABLE_ORDER, TABLES
 from chartaudit.schemas.errors import one_line, reject
 from chartaudit.schemas.layout import check_extract
 from chartaudit.schemas.manifest import Manifest
-from chartaudit.schemas.models import empty_quarantine
+from chartaudit.schemas.models import (
+    EXTRA_FIELDS,
+    MISSING_FIELDS,
+    QUARANTINE_SCHEMA,
+    empty_quarantine,
+)
 from chartaudit.schemas.saved import load_stage, save_stage
 
-__all__ = ["RawExtract", "read_extract"]
+__all__ = ["OVERFLOW_COLUMN", "RawExtract", "positional_names", "read_csv_text", "read_extract"]
+
+# Fields of a CSV record beyond its header (read_csv_text keeps the first of them, for scans).
+OVERFLOW_COLUMN = "__extra_fields__"
 
 
 @dataclass
@@ -76,6 +84,7 @@ def read_extract(extract_dir: Path) -> RawExtract:
         if path.suffix == ".csv":
             frame, read_warnings = _read_csv(path, headers[table], keep)
             warnings += read_warnings
+            faults.append(_field_count_faults(table, path.name, frame, len(headers[table])))
         else:
             frame = _read_parquet(path, keep, headers[table])
         try:
@@ -98,29 +107,40 @@ def read_extract(extract_dir: Path) -> RawExtract:
 # --- reading ------------------------------------------------------------------------------------
 
 
+# Helper column of a CSV frame: how many fields the record has (the header's count is right).
+FIELD_COUNT = "__fields__"
+
+
 def _read_csv(
     path: Path, header: list[str], keep: tuple[str, ...]
 ) -> tuple[pl.DataFrame, list[str]]:
-    """The ``keep`` columns as text, plus source_line and the text of fields beyond the header.
+    """The ``keep`` columns as text, plus source_line and the record's number of fields.
 
     Columns are named by position (``__c0``...) because the header may hold names polars would
-    rename; ``__extra_fields__`` catches fields beyond the header. source_line is the physical
-    line where the record starts: 2 + record number + the line breaks inside quoted fields of
-    earlier records. Rows with no value at all (blank lines) are skipped with a warning.
+    rename. polars pads a short record with nulls and cuts a long one, so the number of fields
+    of each record, and the physical line where it starts (source_line), are counted from the
+    text (``_records``). Rows with no value at all (blank lines) are skipped with a warning.
     """
     positional = positional_names(len(header))
     try:
-        frame = read_csv_text(path, len(header))
+        frame = read_csv_text(path, len(header)).drop(OVERFLOW_COLUMN, SOURCE_LINE)
     except Exception as exc:
         problem = "is not UTF-8 text" if "utf-8" in str(exc).lower() else "cannot be read as CSV"
         raise reject(
             f"{path.name} {problem} ({one_line(str(exc), 160)}); re-export it as UTF-8 CSV with "
             "a header row"
         ) from None
+    records = _records(path)
+    if records.height != frame.height:
+        raise reject(
+            f"{path.name} cannot be read as CSV (its quotes do not pair up); re-export it as "
+            "UTF-8 CSV with a header row"
+        )
+    frame = pl.concat([frame, records], how="horizontal")
+    # A blank line is one empty field; a line of commas only has no value either.
     blank = pl.all_horizontal(
-        pl.col(c).str.strip_chars().replace("", None).is_null()
-        for c in [*positional, OVERFLOW_COLUMN]
-    )
+        pl.col(c).str.strip_chars().replace("", None).is_null() for c in positional
+    ) & ((pl.col(FIELD_COUNT) == 1) | (pl.col(FIELD_COUNT) == len(header)))
     warnings = []
     blank_lines = frame.filter(blank)[SOURCE_LINE]
     if blank_lines.len():
@@ -135,7 +155,82 @@ def _read_csv(
     select = [
         pl.col(p).alias(name) for p, name in zip(positional, header, strict=True) if name in keep
     ]
-    return frame.select(*select, OVERFLOW_COLUMN, SOURCE_LINE), warnings
+    return frame.select(*select, FIELD_COUNT, SOURCE_LINE), warnings
+
+
+def _records(path: Path) -> pl.DataFrame:
+    """Each record after the header, as polars reads them: the physical line it starts on
+    (``SOURCE_LINE``, the header is line 1) and its number of fields (``FIELD_COUNT``).
+
+    Counted from the text, per physical line: whether it starts inside a quoted field (an odd
+    number of quote characters before it; an escaped quote counts twice), and so which record
+    it belongs to, and the commas outside its quoted parts (a regex, run only on lines with
+    quotes); a record has one field more than its commas.
+    """
+    quotes = pl.col("line").str.count_matches('"', literal=True)
+    lines = (
+        _physical_lines(path)
+        .with_row_index("n")
+        .with_columns(pl.col("line").fill_null(""))  # a blank line
+        .with_columns(quotes.alias("quotes"))
+        .with_columns(((pl.col("quotes").cum_sum() - pl.col("quotes")) % 2 == 1).alias("inside"))
+    )
+    quoted = pl.col("inside") | (pl.col("quotes") > 0)
+    opened = pl.when(pl.col("inside")).then(pl.lit('"') + pl.col("line")).otherwise("line")
+    outside_quotes = opened.str.replace_all(r'"[^"]*"|"[^"]*$', "")
+    commas = pl.concat(
+        [
+            lines.filter(~quoted).select("n", "inside", pl.col("line").alias("text")),
+            lines.filter(quoted).select("n", "inside", outside_quotes.alias("text")),
+        ]
+    ).select("n", "inside", pl.col("text").str.count_matches(",", literal=True).alias("commas"))
+    commas = commas.sort("n")
+    if commas["inside"].any():  # a record spans lines: add its lines up
+        commas = commas.group_by((~pl.col("inside")).cum_sum(), maintain_order=True).agg(
+            pl.col("n").first(), pl.col("commas").sum()
+        )
+    return commas.slice(1).select(  # not the header
+        (pl.col("n") + 1).cast(pl.Int64).alias(SOURCE_LINE),
+        (pl.col("commas") + 1).cast(pl.Int64).alias(FIELD_COUNT),
+    )
+
+
+def _physical_lines(path: Path) -> pl.DataFrame:
+    """The file's lines as text, one row each (blank lines too), header first."""
+    frame = pl.read_csv(
+        path,
+        has_header=False,
+        separator="\x00",  # no text holds it: each line is one field
+        quote_char=None,
+        schema={"line": pl.String, "__after_nul": pl.String},
+        missing_columns="insert",
+        extra_columns="ignore",
+        truncate_ragged_lines=True,
+        infer_schema=False,
+        raise_if_empty=False,
+        encoding="utf8",
+    )
+    if frame["__after_nul"].is_not_null().any():
+        raise reject(f"{path.name} holds NUL bytes; re-export it as UTF-8 CSV with a header row")
+    return frame.select("line")
+
+
+def _field_count_faults(table: str, file_name: str, frame: pl.DataFrame, expected: int):
+    """A record with more or fewer fields than the header: quarantined, whatever it holds."""
+    wrong = frame.filter(pl.col(FIELD_COUNT) != expected)
+    return wrong.select(
+        pl.lit(table).alias("table_name"),
+        pl.lit(file_name).alias("source_file"),
+        SOURCE_LINE,
+        pl.lit(None, pl.String).alias("column_name"),
+        pl.when(pl.col(FIELD_COUNT) > expected)
+        .then(pl.lit(EXTRA_FIELDS))
+        .otherwise(pl.lit(MISSING_FIELDS))
+        .alias("rule"),
+        pl.format("{} fields, the header has {}", pl.col(FIELD_COUNT), pl.lit(expected)).alias(
+            "value"
+        ),
+    ).cast(QUARANTINE_SCHEMA)
 
 
 def positional_names(width: int) -> list[str]:

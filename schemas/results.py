@@ -98,6 +98,7 @@ RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("input_rows", "BIGINT NOT NULL", ""),
         ("loaded_rows", "BIGINT NOT NULL", ""),
         ("quarantined_rows", "BIGINT NOT NULL", "loaded_rows + quarantined_rows = input_rows"),
+        ("warned_rows", "BIGINT", "loaded rows with a data-quality warning (data_quality)"),
     ),
     "quarantine": (
         ("run_id", "VARCHAR NOT NULL", ""),
@@ -108,6 +109,18 @@ RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("column_name", "VARCHAR", "NULL for a rule over the whole row"),
         ("rule", "VARCHAR NOT NULL", ""),
         ("value", "VARCHAR", ""),
+    ),
+    # Findings about rows that LOADED (extract contract, "Bad input": warning level).
+    "data_quality": (
+        ("run_id", "VARCHAR NOT NULL", ""),
+        ("extract_id", "VARCHAR NOT NULL", ""),
+        ("table_name", "VARCHAR NOT NULL", ""),
+        ("source_file", "VARCHAR NOT NULL", ""),
+        ("source_line", "BIGINT NOT NULL", "CSV line (header = 1) or Parquet row number + 1"),
+        ("column_name", "VARCHAR", ""),
+        ("rule", "VARCHAR NOT NULL", "time_order | after_extract_created | dose_above_label_max"),
+        ("value", "VARCHAR", ""),
+        ("level", "VARCHAR NOT NULL", "warning: the row loaded"),
     ),
     "measures": (
         ("run_id", "VARCHAR NOT NULL", ""),
@@ -242,4 +255,10 @@ SELECT s.* FROM component_summary s JOIN latest_runs r USING (run_id);
 
 CREATE OR REPLACE VIEW latest_timing_summary AS
 SELECT s.* FROM timing_summary s JOIN latest_runs r USING (run_id);
+
+-- The data-quality warnings behind each period's latest results: a rejudge run loads nothing of
+-- its own, so for it those of the audit run that triggered it (as the report shows them).
+CREATE OR REPLACE VIEW latest_data_quality AS
+SELECT r.period, d.* FROM data_quality d JOIN latest_runs r
+  ON d.run_id = CASE WHEN r.kind = 'rejudge' THEN r.triggered_by ELSE r.run_id END;
 """

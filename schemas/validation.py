@@ -2,7 +2,8 @@
 
 Tables are validated in ``TABLE_ORDER`` (parents first). For each table the faults are
 
-1. the cast faults ``casting.py`` found (``RawExtract.faults``);
+1. the faults found while reading and casting (``RawExtract.faults``); a CSV row with the wrong
+   number of fields has that fault only;
 2. the per-value rules of the Pandera model (``models.table_model``): required values, allowed
    sets, ranges, code patterns, time order. A ``missing_required`` fault on a cell whose text
    could not be cast is dropped: the cast fault already says what is wrong with it;
@@ -12,11 +13,18 @@ Tables are validated in ``TABLE_ORDER`` (parents first). For each table the faul
    same key is quarantined (even when the first row is itself quarantined for another reason,
    so which of two conflicting rows loads never depends on the other rules);
 5. foreign keys: a non-null value must be a key of the LOADED rows of the parent table, so a
-   child of a quarantined parent is quarantined too.
+   child of a quarantined parent is quarantined too; an encounter_id must name an encounter of
+   the row's own patient (in every table; labs and medications may name an encounter that is
+   not in the extract at all, e.g. an outside lab, but not a quarantined one);
+6. times more than a day after the manifest's ``created`` (``quality.far_future_faults``).
 
 A row with any fault is not loaded; quarantine holds one row per (input row, column, rule).
 For every table ``loaded_rows + quarantined_rows == input_rows`` and ``quarantined_rows`` is the
 number of distinct source lines of that table in quarantine.
+
+Then the warning rules (``quality.warning_findings``) run over the LOADED rows: the rows stay
+loaded and ``data_quality`` holds one row per (loaded row, column, rule) with level "warning";
+``warned_rows`` is the number of distinct source lines of that table in ``data_quality``.
 """
 
 from __future__ import annotations
@@ -32,22 +40,30 @@ from chartaudit.schemas.contract import SOURCE_LINE, TABLE_ORDER, TABLES
 from chartaudit.schemas.deidentification import identifier_placeholder, mask_quarantine_value
 from chartaudit.schemas.manifest import Manifest
 from chartaudit.schemas.models import (
+    DATA_QUALITY_SCHEMA,
     DUPLICATE_KEY,
+    ENCOUNTER_OF_OTHER_PATIENT,
+    EXTRA_FIELDS,
     FOREIGN_KEY,
     LOAD_COUNTS_SCHEMA,
     LOOKS_LIKE_IDENTIFIER,
+    MISSING_FIELDS,
     MISSING_REQUIRED,
     PANDERA_CHECK_RULES,
     QUARANTINE_SCHEMA,
+    WARNING,
     canonical_schema,
     compared_columns,
+    empty_data_quality,
     empty_quarantine,
     table_model,
 )
+from chartaudit.schemas.quality import far_future_faults, shown, warning_findings
 from chartaudit.schemas.reader import RawExtract, read_extract
 from chartaudit.schemas.saved import load_stage, save_stage
 
 __all__ = [
+    "DATA_QUALITY_SCHEMA",
     "QUARANTINE_SCHEMA",
     "ValidatedExtract",
     "load_extract",
@@ -61,8 +77,11 @@ class ValidatedExtract:
     digest: str
     tables: dict[str, pl.DataFrame]  # canonical: only rows that passed every rule
     quarantine: pl.DataFrame  # QUARANTINE_SCHEMA; one row per (input row, broken rule)
-    load_counts: pl.DataFrame  # table_name, source_file, input/loaded/quarantined_rows (Int64)
-    warnings: list[str] = field(default_factory=list)
+    # table_name, source_file, input/loaded/quarantined/warned_rows (Int64)
+    load_counts: pl.DataFrame
+    warnings: list[str] = field(default_factory=list)  # about the files (the run log's)
+    # DATA_QUALITY_SCHEMA; one row per (loaded row, warning rule)
+    data_quality: pl.DataFrame = field(default_factory=empty_data_quality)
 
     def save(self, directory: Path) -> None:
         save_stage(
@@ -71,7 +90,11 @@ class ValidatedExtract:
             self.manifest,
             self.digest,
             self.tables,
-            {"quarantine": self.quarantine, "load_counts": self.load_counts},
+            {
+                "quarantine": self.quarantine,
+                "load_counts": self.load_counts,
+                "data_quality": self.data_quality,
+            },
             {"warnings": self.warnings},
         )
 
@@ -85,14 +108,20 @@ class ValidatedExtract:
             quarantine=saved.frames["quarantine"],
             load_counts=saved.frames["load_counts"],
             warnings=list(saved.meta["warnings"]),
+            data_quality=saved.frames["data_quality"],
         )
 
     def quarantined_share(self) -> dict[str, float]:
         """table -> quarantined_rows / input_rows (0.0 for an empty table)."""
+        return self._share("quarantined_rows")
+
+    def warned_share(self) -> dict[str, float]:
+        """table -> warned_rows / input_rows (0.0 for an empty table)."""
+        return self._share("warned_rows")
+
+    def _share(self, column: str) -> dict[str, float]:
         return {
-            row["table_name"]: (
-                row["quarantined_rows"] / row["input_rows"] if row["input_rows"] else 0.0
-            )
+            row["table_name"]: row[column] / row["input_rows"] if row["input_rows"] else 0.0
             for row in self.load_counts.iter_rows(named=True)
         }
 
@@ -147,21 +176,14 @@ def _model_faults(table: str, frame: pl.DataFrame, extract_year: int) -> pl.Data
     return _describe_comparisons(table, frame, faults)
 
 
-def _shown(frame: pl.DataFrame, column: str) -> pl.Expr:
-    """A canonical value as quarantine shows it (UTC instants with a Z)."""
-    if frame.schema[column] == pl.Datetime("us", "UTC"):
-        return pl.col(column).dt.strftime("%Y-%m-%d %H:%M:%SZ")
-    return pl.col(column).cast(pl.String)
-
-
 def _describe_comparisons(table: str, frame: pl.DataFrame, faults: pl.DataFrame):
-    """Value of a cross-column fault: both sides, e.g. "... before arrival_time ..."."""
+    """Value of a cross-column fault: both sides, e.g. "1959-12-31 before birth_year 1960"."""
     for column, rule, other in compared_columns(table):
         hit = (pl.col("column_name") == column) & (pl.col("rule") == rule)
         both = frame.select(
             SOURCE_LINE,
             pl.concat_str(
-                _shown(frame, column), pl.lit(f" before {other} "), _shown(frame, other)
+                shown(frame, column), pl.lit(f" before {other} "), shown(frame, other)
             ).alias("__described"),
         )
         faults = (
@@ -197,23 +219,59 @@ def _duplicate_key_faults(table: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _foreign_key_faults(
-    table: str, frame: pl.DataFrame, loaded: dict[str, pl.DataFrame]
+    table: str, frame: pl.DataFrame, loaded: dict[str, pl.DataFrame], raw: RawExtract
 ) -> pl.DataFrame:
     parts = []
+    checked = set()
     for column, parent, parent_column in TABLES[table].foreign_keys:
         keys = loaded[parent].select(pl.col(parent_column).alias(column)).unique()
         orphans = frame.filter(pl.col(column).is_not_null()).join(keys, on=column, how="anti")
         parts.append(_fault_frame(orphans, column, FOREIGN_KEY, pl.col(column)))
+        checked.add(column)
+    if table != "encounters" and "encounter_id" in TABLES[table].column_names:
+        parts += _encounter_faults(frame, loaded["encounters"], raw, "encounter_id" in checked)
     return pl.concat(parts) if parts else pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
 
 
-def _table_faults(
-    raw: RawExtract, table: str, loaded: dict[str, pl.DataFrame], extract_year: int
-) -> pl.DataFrame:
+def _encounter_faults(
+    frame: pl.DataFrame, encounters: pl.DataFrame, raw: RawExtract, must_exist: bool
+) -> list[pl.DataFrame]:
+    """An encounter_id must name an encounter of the row's own patient. Where the contract does
+    not require the encounter to exist (labs, medications: it may be an outside encounter), an
+    id that IS in encounters.csv but was quarantined is still an orphan."""
+    owners = encounters.select("encounter_id", pl.col("patient_id").alias("__owner")).unique(
+        "encounter_id"
+    )
+    named = frame.filter(pl.col("encounter_id").is_not_null())
+    other = named.join(owners, on="encounter_id", how="inner").filter(
+        pl.col("__owner") != pl.col("patient_id")
+    )
+    parts = [
+        _fault_frame(
+            other,
+            "encounter_id",
+            ENCOUNTER_OF_OTHER_PATIENT,
+            pl.format("{} belongs to patient {}", pl.col("encounter_id"), pl.col("__owner")),
+        )
+    ]
+    if not must_exist:
+        quarantined = (
+            raw.tables["encounters"]
+            .select("encounter_id")
+            .drop_nulls()
+            .unique()
+            .join(owners, on="encounter_id", how="anti")
+        )
+        dangling = named.join(quarantined, on="encounter_id", how="semi")
+        parts.append(_fault_frame(dangling, "encounter_id", FOREIGN_KEY, pl.col("encounter_id")))
+    return parts
+
+
+def _table_faults(raw: RawExtract, table: str, loaded: dict[str, pl.DataFrame]) -> pl.DataFrame:
     frame = raw.tables[table]
     cast_faults = raw.faults.filter(pl.col("table_name") == table).drop("table_name", "source_file")
     # A required cell whose text could not be cast is null now; its cast fault says why.
-    model_faults = _model_faults(table, frame, extract_year).join(
+    model_faults = _model_faults(table, frame, raw.manifest.extract_year).join(
         cast_faults.select(SOURCE_LINE, "column_name", pl.lit(MISSING_REQUIRED).alias("rule")),
         on=[SOURCE_LINE, "column_name", "rule"],
         how="anti",
@@ -225,37 +283,52 @@ def _table_faults(
             model_faults,
             _identifier_faults(table, frame),
             _duplicate_key_faults(table, frame),
-            _foreign_key_faults(table, frame, loaded),
+            _foreign_key_faults(table, frame, loaded, raw),
+            far_future_faults(table, frame, raw.manifest),
         ]
     )
+    # A CSV row with the wrong number of fields has its values in the wrong columns (or none):
+    # that is its one fault, not what its misplaced values would break.
+    shape = [EXTRA_FIELDS, MISSING_FIELDS]
+    misshapen = faults.filter(pl.col("rule").is_in(shape))[SOURCE_LINE].implode()
+    faults = faults.filter(~pl.col(SOURCE_LINE).is_in(misshapen) | pl.col("rule").is_in(shape))
+    return _located(faults, table, raw.source_files[table], QUARANTINE_SCHEMA)
+
+
+def _located(findings: pl.DataFrame, table: str, source_file: str, schema: dict) -> pl.DataFrame:
+    """Row findings with their table and file, in line, column (contract order), rule order."""
     column_order = {name: i for i, name in enumerate(TABLES[table].column_names)}
     return (
-        faults.unique(maintain_order=True)
+        findings.unique(maintain_order=True)
         .with_columns(
             pl.lit(table).alias("table_name"),
-            pl.lit(raw.source_files[table]).alias("source_file"),
+            pl.lit(source_file).alias("source_file"),
+            pl.lit(WARNING).alias("level"),
             pl.col("column_name")
             .replace_strict(column_order, default=None, return_dtype=pl.Int64)
             .alias("__column_order"),
         )
         .sort(SOURCE_LINE, "__column_order", "rule", nulls_last=True)
-        .select(list(QUARANTINE_SCHEMA))
-        .cast(QUARANTINE_SCHEMA)
+        .select(list(schema))
+        .cast(schema)
     )
 
 
 def validate_extract(raw: RawExtract) -> ValidatedExtract:
-    """Apply every row-level rule; rows with a fault go to quarantine, the rest load."""
-    extract_year = raw.manifest.extract_year
+    """Apply every row-level rule; rows with a fault go to quarantine, the rest load, and the
+    loaded rows' warnings go to data_quality."""
     loaded: dict[str, pl.DataFrame] = {}
-    quarantine_parts = []
+    quarantine_parts, warning_parts = [], []
     counts = []
     for table in TABLE_ORDER:
         frame = raw.tables[table]
-        faults = _table_faults(raw, table, loaded, extract_year)
+        faults = _table_faults(raw, table, loaded)
         bad_lines = faults.select(pl.col(SOURCE_LINE).unique())
         loaded[table] = frame.join(bad_lines, on=SOURCE_LINE, how="anti", maintain_order="left")
+        found = warning_findings(table, loaded[table], raw.manifest)
+        warnings = _located(found, table, raw.source_files[table], DATA_QUALITY_SCHEMA)
         quarantine_parts.append(faults)
+        warning_parts.append(warnings)
         counts.append(
             {
                 "table_name": table,
@@ -263,11 +336,14 @@ def validate_extract(raw: RawExtract) -> ValidatedExtract:
                 "input_rows": frame.height,
                 "loaded_rows": loaded[table].height,
                 "quarantined_rows": bad_lines.height,
+                "warned_rows": warnings[SOURCE_LINE].n_unique(),
             }
         )
     quarantine = pl.concat(quarantine_parts) if quarantine_parts else empty_quarantine()
-    # Quarantine is stored and shown: never echo anything that looks like an identifier.
+    data_quality = pl.concat(warning_parts) if warning_parts else empty_data_quality()
+    # Both are stored and shown: never echo anything that looks like an identifier.
     quarantine = quarantine.with_columns(mask_quarantine_value(pl.col("value")).alias("value"))
+    data_quality = data_quality.with_columns(mask_quarantine_value(pl.col("value")).alias("value"))
     for table, frame in loaded.items():
         assert frame.schema == canonical_schema(table), table
     return ValidatedExtract(
@@ -277,6 +353,7 @@ def validate_extract(raw: RawExtract) -> ValidatedExtract:
         quarantine=quarantine,
         load_counts=pl.DataFrame(counts, schema=LOAD_COUNTS_SCHEMA),
         warnings=list(raw.warnings),
+        data_quality=data_quality,
     )
 
 

@@ -1,8 +1,8 @@
 """The DuckDB warehouse: connection, schema, the run ledger and the one-transaction publish.
 
 One process writes at a time (DuckDB's rule); analysts open the file read-only between runs.
-A run's canonical tables, quarantine, results and summary land in ONE transaction, so a run that
-fails part-way leaves every earlier result exactly as it was.
+A run's canonical tables, quarantine, data-quality warnings, results and summary land in ONE
+transaction, so a run that fails part-way leaves every earlier result exactly as it was.
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ class RunOutputs:
     timing_summary: pl.DataFrame | None = None
     rejudged_cases: pl.DataFrame | None = None
     rejudge_runs: pl.DataFrame | None = None  # `runs` rows of earlier months judged again
+    data_quality: pl.DataFrame | None = None  # warnings about loaded rows
 
 
 def earlier_pending_cases(path: Path | None, period: str) -> pl.DataFrame | None:
@@ -147,6 +148,11 @@ def publish_run(
     incoming = {
         **{t: outputs.tables[t].with_columns(extract_id=pl.lit(extract_id)) for t in TABLE_ORDER},
         "quarantine": outputs.quarantine.with_columns(**provenance),
+        "data_quality": (
+            None
+            if outputs.data_quality is None
+            else outputs.data_quality.with_columns(**provenance)
+        ),
         "load_counts": outputs.load_counts.with_columns(**provenance),
         "measures": outputs.measures,
         "case_results": outputs.case_results,

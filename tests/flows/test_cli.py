@@ -115,7 +115,47 @@ def test_validate_reports_counts_and_writes_nothing(generated, tmp_path):
     assert "encounters" in done.stdout and str(encounters) in done.stdout
     assert "not_allowed" in done.stdout
     assert "ignored extra file answer_key.csv" in done.stdout
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    # the warnings by rule, beside the quarantine: rows that loaded
+    warnings = done.stdout[done.stdout.index("Data-quality warnings by rule") :]
+    assert "│ orders " in warnings and "performed_time" in warnings and "time_order" in warnings
+    assert "dose_above_label_max" in warnings and "after_extract_created" in warnings
+    assert "over a limit" not in done.stdout
+    (tmp_path / "chartaudit.toml").write_text("[thresholds]\nquarantine_share = 0.001\n")
+    strict = chartaudit("validate", generated, cwd=tmp_path)
+    assert strict.returncode == 0, strict.stderr
+    assert (
+        'over a limit: labs: 0.6% of rows quarantined (mostly "looks_like_identifier"), over'
+        in (strict.stdout)
+    )
+
+
+def test_a_run_past_a_configured_limit_prints_one_line_and_keeps_the_warehouse(
+    generated, published, tmp_path
+):
+    (tmp_path / "chartaudit.toml").write_text("[thresholds.tables.orders]\nwarning_rows = 0\n")
+    before = snapshot(published)
+    done = chartaudit(
+        "run",
+        generated,
+        "--period",
+        "2026-10",
+        "--warehouse",
+        published,
+        "--out",
+        tmp_path / "out",
+        cwd=tmp_path,
+        prefect_home=tmp_path / ".prefect",
+    )
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        'error: orders: 1 row with data-quality warnings (mostly "time_order"), over the limit'
+        " of 0 rows"
+    ]
+    after = snapshot(published)
+    assert after.pop("runs") != before.pop("runs")  # the failed run is recorded ...
+    assert after == before  # ... and nothing else changed
+    assert not (tmp_path / "out").exists()
 
 
 def test_measures_list_and_show(tmp_path):

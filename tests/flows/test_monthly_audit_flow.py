@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from chartaudit.flows.monthly_audit import monthly_audit
-from chartaudit.flows.steps import QuarantineLimitExceeded
+from chartaudit.flows.steps import QuarantineLimitExceeded, WarningLimitExceeded
 from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.storage import warehouse
 from tests.flows.conftest import answer_key
@@ -64,29 +64,64 @@ def test_a_rejected_extract_fails_the_flow_and_writes_nothing(extract_copy, tmp_
     assert not path.exists()
 
 
-def test_a_run_over_the_quarantine_limit_fails_and_keeps_the_previous_results(generated, tmp_path):
-    path = tmp_path / "audit.duckdb"
-    first = monthly_audit(str(generated), "2026-10", str(path), str(tmp_path / "out"))
+LATEST_VIEWS = (
+    "latest_runs",
+    "latest_case_results",
+    "latest_measure_summary",
+    "latest_component_summary",
+    "latest_timing_summary",
+    "latest_data_quality",
+)
+
+
+def latest(path) -> dict[str, list]:
     with warehouse.connect(path, read_only=True) as con:
-        before = con.execute("SELECT * FROM latest_case_results ORDER BY ALL").fetchall()
-    with pytest.raises(QuarantineLimitExceeded, match=r"of rows quarantined, over the limit"):
-        monthly_audit(
-            str(generated),
-            "2026-10",
-            str(path),
-            str(tmp_path / "out"),
-            max_quarantine_share=0.001,
-        )
+        return {v: con.execute(f"SELECT * FROM {v} ORDER BY ALL").fetchall() for v in LATEST_VIEWS}
+
+
+@pytest.mark.parametrize(
+    ("settings", "option", "error", "message"),
+    [
+        (
+            None,
+            0.001,
+            QuarantineLimitExceeded,
+            r'^\w+: \d\.\d% of rows quarantined \(mostly "\w+"\), over the limit of 0\.1%$',
+        ),
+        (
+            "[thresholds.tables.orders]\nwarning_rows = 0\n",
+            None,
+            WarningLimitExceeded,
+            r'^orders: \d rows? with data-quality warnings \(mostly "time_order"\), over the limit'
+            r" of 0 rows$",
+        ),
+    ],
+    ids=["max-quarantine-share", "settings-warning-rows"],
+)
+def test_a_run_past_a_limit_fails_and_keeps_the_last_good_run_and_report(
+    generated, tmp_path, monkeypatch, settings, option, error, message
+):
+    path, out = tmp_path / "audit.duckdb", tmp_path / "out"
+    first = monthly_audit(str(generated), "2026-10", str(path), str(out))
+    report = out / "chartaudit-2026-10.html"
+    before, page = latest(path), report.read_bytes()
+    assert before["latest_data_quality"]  # the generated extract has warned rows
+    if settings:
+        (tmp_path / "chartaudit.toml").write_text(settings)
+        monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=message) as caught:
+        monthly_audit(str(generated), "2026-10", str(path), str(out), max_quarantine_share=option)
+    assert latest(path) == before
+    assert report.read_bytes() == page
     with warehouse.connect(path, read_only=True) as con:
-        after = con.execute("SELECT * FROM latest_case_results ORDER BY ALL").fetchall()
         runs = con.execute(
-            "SELECT run_id = ?, status FROM runs ORDER BY started_at", [first.run_id]
+            "SELECT run_id = ?, status, error FROM runs ORDER BY started_at", [first.run_id]
         )
         ledger = runs.fetchall()
-        error = con.execute("SELECT error FROM runs WHERE status = 'failed'").fetchone()[0]
-    assert after == before
-    assert ledger == [(True, "succeeded"), (False, "failed")]
-    assert error.startswith("QuarantineLimitExceeded: ")
+    assert ledger == [
+        (True, "succeeded", None),
+        (False, "failed", f"{error.__name__}: {caught.value}"),
+    ]
 
 
 def test_the_flow_writes_owner_only_files_and_removes_its_work_folder(

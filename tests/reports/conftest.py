@@ -46,8 +46,13 @@ REJUDGED_COLUMNS = (
 )  # fmt: skip
 LOAD_COUNT_COLUMNS = (
     "run_id", "extract_id", "table_name", "source_file", "input_rows", "loaded_rows",
-    "quarantined_rows",
+    "quarantined_rows", "warned_rows",
 )  # fmt: skip
+DATA_QUALITY_COLUMNS = (
+    "run_id", "extract_id", "table_name", "source_file", "source_line", "column_name", "rule",
+    "value", "level",
+)  # fmt: skip
+DQ_XSS = '<b onmouseover="alert(4)">late</b>'
 QUARANTINE_COLUMNS = (
     "run_id", "extract_id", "table_name", "source_file", "source_line", "column_name", "rule",
     "value",
@@ -321,13 +326,24 @@ REJUDGED_CASES = [
 ]
 
 LOAD_COUNTS = [
-    ("r-new", "x-2026-10-b", "encounters", "encounters.csv", 100, 98, 2),
-    ("r-new", "x-2026-10-b", "findings", "findings.csv", 50, 50, 0),
-    ("r-new", "x-2026-10-b", "orders", "orders_1.csv", 30, 29, 1),
-    ("r-new", "x-2026-10-b", "orders", "orders_2.csv", 20, 17, 3),
-    ("r-old", "x-old", "encounters", "encounters.csv", 7777, 7777, 0),
-    ("r-sep", "x-2026-09", "encounters", "september_encounters.csv", 60, 60, 0),
+    ("r-new", "x-2026-10-b", "encounters", "encounters.csv", 100, 98, 2, 3),
+    ("r-new", "x-2026-10-b", "findings", "findings.csv", 50, 50, 0, 0),
+    ("r-new", "x-2026-10-b", "orders", "orders_1.csv", 30, 29, 1, 1),
+    ("r-new", "x-2026-10-b", "orders", "orders_2.csv", 20, 17, 3, 0),
+    # written before warned_rows existed
+    ("r-old", "x-old", "encounters", "encounters.csv", 7777, 7777, 0, None),
+    ("r-sep", "x-2026-09", "encounters", "september_encounters.csv", 60, 60, 0, None),
 ]
+# Warnings: rows that loaded (r-new's), and one of an older run that no report shows.
+DATA_QUALITY = [
+    ("r-new", "x-2026-10-b", "encounters", "encounters.csv", line, "departure_time", "time_order",
+     f"departure {line} before arrival_time", "warning")
+    for line in (40, 5, 9)
+] + [
+    ("r-new", "x-2026-10-b", "orders", "orders_1.csv", 12, "performed_time", "time_order", DQ_XSS,
+     "warning"),
+    ("r-old", "x-old", "orders", "orders.csv", 3, "dose_mg", "old_warning", "x", "warning"),
+]  # fmt: skip
 
 
 def _quarantine() -> list[tuple]:
@@ -390,6 +406,7 @@ def build_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
         summarise_run(con, run_id)
     con.executemany(_insert("load_counts", LOAD_COUNT_COLUMNS), LOAD_COUNTS)
     con.executemany(_insert("quarantine", QUARANTINE_COLUMNS), _quarantine())
+    con.executemany(_insert("data_quality", DATA_QUALITY_COLUMNS), DATA_QUALITY)
     return con
 
 

@@ -13,6 +13,7 @@ import pytest
 from chartaudit.reports import render
 from chartaudit.reports.render import ReportError, render_markdown_summary, render_report
 from tests.reports.conftest import (
+    DQ_XSS,
     LARGE,
     LOPS,
     REFLEXES,
@@ -287,13 +288,35 @@ def test_self_contained(page: str) -> None:
 
 def test_data_quality_section(page: str) -> None:
     rows = _rows(page)
-    assert ["encounters", "encounters.csv", "100", "98", "2"] in rows
-    assert ["orders", "orders_1.csv, orders_2.csv", "50", "46", "4"] in rows
+    # table, files, input, loaded, of them with warnings, quarantined
+    assert ["encounters", "encounters.csv", "100", "98", "3", "2"] in rows
+    assert ["orders", "orders_1.csv, orders_2.csv", "50", "46", "1", "4"] in rows
     assert ["orders", "col_10", "rule_10", "11", "orders_1.csv line 1010"] in rows
     assert ["orders", "col_01", "rule_01", "2", "orders_1.csv line 110"] in rows
     assert not any(row[:3] == ["orders", "col_00", "rule_00"] for row in rows)  # 11th of 10
     assert "old_rule" not in page
     assert "66 problems found in 11 (table, column, rule) groups" in _text(page)
+
+
+def test_data_quality_warnings_are_listed_beside_quarantine(page: str) -> None:
+    start = page.index('<h3 id="data-quality-warnings">')
+    section = page[start : page.index("</section>", start)]
+    assert _rows(section)[1:] == [
+        # table, column, rule, count, first line, first value
+        [
+            "encounters",
+            "departure_time",
+            "time_order",
+            "3",
+            "encounters.csv line 5",
+            "departure 5 before arrival_time",
+        ],
+        ["orders", "performed_time", "time_order", "1", "orders_1.csv line 12", DQ_XSS],
+    ]
+    assert "4 warnings in 2 (table, column, rule) groups" in _text(section)
+    assert "<b onmouseover" not in page
+    assert "&lt;b onmouseover=&#34;alert(4)&#34;&gt;late&lt;/b&gt;" in section
+    assert "old_warning" not in page
 
 
 def test_not_met_list_is_capped(
@@ -539,7 +562,7 @@ def test_a_rejudged_months_data_quality_is_the_triggering_runs(september: str) -
         " triggered it, r-new, which loaded extract x-2026-10-b."
     ) in _text(section)
     rows = _rows(section)
-    assert ["encounters", "encounters.csv", "100", "98", "2"] in rows  # r-new's
+    assert ["encounters", "encounters.csv", "100", "98", "3", "2"] in rows  # r-new's
     assert ["orders", "col_10", "rule_10", "11", "orders_1.csv line 1010"] in rows
     assert "66 problems found in 11 (table, column, rule) groups" in _text(section)
     # Nothing of the first audit's own loading (r-sep), nor of any other run.

@@ -26,7 +26,12 @@ NOT_MET_IMPOSSIBLE_IN_LAST_MONTH = {"LN-08", "LN-12", "LN-14", "LN-15"}
 def test_demo_extract_holds_the_tables_manifest_and_keys() -> None:
     names = {path.name for path in DEMO_DIR.iterdir()}
     tables = {f"{table}.csv" for table in TABLE_ORDER}
-    assert names == tables | {"manifest.json", "answer_key.csv", "expected_quarantine.csv"}
+    assert names == tables | {
+        "manifest.json",
+        "answer_key.csv",
+        "expected_quarantine.csv",
+        "expected_data_quality.csv",
+    }
     manifest = json.loads((DEMO_DIR / "manifest.json").read_text())
     assert manifest["extract_id"] == "synthetic-2026-10-s7"
     assert (manifest["coverage_start"], manifest["coverage_end"]) == ("2025-10-01", "2026-10-31")

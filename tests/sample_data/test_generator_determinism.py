@@ -51,7 +51,7 @@ def test_manifest_is_derived_from_the_arguments(tmp_path: Path) -> None:
         "timezone": "Europe/Berlin",
         "coverage_start": "2025-12-01",
         "coverage_end": "2026-12-31",
-        "created": "2027-01-01T00:00:00Z",
+        "created": "2027-01-07T23:00:00Z",  # a week after coverage ends (Berlin midnight)
     }
 
 

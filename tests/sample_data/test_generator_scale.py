@@ -16,12 +16,11 @@ def test_twenty_thousand_patients(tmp_path: Path) -> None:
     assert result.row_counts["encounters"] > 40_000
     for table, rows in result.row_counts.items():
         assert rows > 0, table
-        dirty = sum(
-            1
-            for line in result.expected_quarantine.read_text().splitlines()
-            if line.startswith(f"{table},")
-        )
-        assert dirty / rows < 0.01, table
+        for expected in (result.expected_quarantine, result.expected_data_quality):
+            dirty = sum(
+                1 for line in expected.read_text().splitlines() if line.startswith(f"{table},")
+            )
+            assert dirty / rows < 0.01, (table, expected.name)
     assert intent_violations(result, read_csv(result.answer_key)) == []
 
 
@@ -46,3 +45,4 @@ def test_clean_extract_has_no_dirty_rows(tmp_path: Path) -> None:
     result = generate_extract(tmp_path, patients=600, dirty=False)
     assert result.quarantine_rows == 0
     assert result.expected_quarantine.read_text() == "table_name,source_line,column_name,reason\n"
+    assert result.expected_data_quality.read_text() == result.expected_quarantine.read_text()

@@ -30,6 +30,7 @@ def test_manifest_fields_are_read(extract_dir: Path) -> None:
         # the end of 2026-10-31 in Chicago: local midnight starting 2026-11-01 (CDT, UTC-5)
         coverage_end=datetime(2026, 11, 1, 5, 0, tzinfo=UTC),
         created="2026-11-02T08:00:00Z",
+        created_at=datetime(2026, 11, 2, 8, 0, tzinfo=UTC),
     )
 
 

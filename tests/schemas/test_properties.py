@@ -1,6 +1,7 @@
 """Property: for any mix of good and bad rows, every input row is loaded or quarantined.
 
-The generator knows which rows it broke, so the test also checks exactly which rows load.
+The generator knows which rows it broke, so the test also checks exactly which rows load, and
+which loaded rows carry a data-quality warning.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from chartaudit.schemas.validation import load_extract
 
 from .builders import assert_counts_add_up, clean_rows, write_extract
 
-# Each kind of patient row: (changes to a good row, breaks a rule?)
+# Each kind of row: (changes to a good row, breaks a quarantine rule?)
 PATIENT_KINDS = {
     "good": ({}, False),
     "bad_int": ({"birth_year": "19x0"}, True),
@@ -32,7 +33,7 @@ ENCOUNTER_KINDS = {
     "good": ({}, False),
     "skipped_hour": ({"arrival_time": "2026-03-08 02:15"}, True),
     "garbled_time": ({"arrival_time": "8/3/2026"}, True),
-    "backwards": ({"departure_time": "2026-03-01 00:00"}, True),
+    "backwards": ({"departure_time": "2026-03-01 00:00"}, False),  # loads, with a warning
     "orphan": ({"patient_id": "NOBODY"}, True),
     "bad_setting": ({"setting": "home"}, True),
     "phone_department": ({"department": "ext 555-867-5309"}, True),
@@ -94,16 +95,26 @@ def test_every_input_row_is_loaded_or_quarantined(patient_kinds, encounters) -> 
     assert_counts_add_up(validated)
     assert set(validated.tables["patients"]["patient_id"]) == good_patients
     assert set(validated.tables["encounters"]["encounter_id"]) == good_encounters
+    warned = {
+        row["encounter_id"]
+        for row, (_, kind) in zip(encounter_rows, encounters, strict=True)
+        if kind == "backwards" and row["encounter_id"] in good_encounters
+    }
     counts = {row[0]: row[2:] for row in validated.load_counts.rows()}
     assert counts["patients"] == (
         len(patients),
         len(good_patients),
         len(patients) - len(good_patients),
+        0,
     )
     assert counts["encounters"] == (
         len(encounters),
         len(good_encounters),
         len(encounters) - len(good_encounters),
+        len(warned),
     )
+    loaded = validated.tables["encounters"].select("encounter_id", "source_line")
+    flagged = validated.data_quality.join(loaded, on="source_line")["encounter_id"]
+    assert set(flagged) == warned and flagged.len() == len(warned)
     # nothing identifier-like is ever stored in quarantine
     assert not validated.quarantine["value"].str.contains(r"\d{3}-\d{4}").any()

@@ -33,7 +33,7 @@ def test_clean_extract_loads_every_row_with_canonical_dtypes(extract_dir: Path) 
     assert dict(validated.quarantine.schema) == QUARANTINE_SCHEMA
     assert validated.warnings == []
     assert validated.load_counts.rows() == [
-        (t, f"{t}.csv", n, n, 0) for t, n in expected_rows.items()
+        (t, f"{t}.csv", n, n, 0, 0) for t, n in expected_rows.items()
     ]
     assert_counts_add_up(validated)
 
@@ -290,21 +290,18 @@ def test_source_line_is_the_physical_csv_line(tmp_path: Path) -> None:
         'P1,E1,4548-4,7.9,"two\nline comment",%,2026-03-08 03:40,\n'  # lines 2-3
         "\n"  # line 4: blank, skipped with a warning
         "P1,E1,2345-7,,,mg/dL,2026-03-08 03:41,2026-03-08 01:00\n"  # line 5: time order
-        "P1,E1,2345-7,5.5,,mg/dL,2026-03-08 03:42,\n"  # line 6
+        'P1,E1,2345-7,5.5,"a\n\nb",mg/dL,2026-03-08 03:42\n'  # lines 6-8: one field short
+        "P1,E1,2345-7,5.5,,mg/dL,2026-03-08 03:42,\n"  # line 9
     )
     (folder / "labs.csv").write_text(labs, encoding="utf-8")
     validated = load_extract(folder)
-    assert validated.tables["labs"]["source_line"].to_list() == [2, 6]
+    assert validated.tables["labs"]["source_line"].to_list() == [2, 5, 9]
     assert validated.tables["labs"]["value_text"][0] == "two\nline comment"
     assert quarantine_rows(validated) == [
-        (
-            "labs",
-            "labs.csv",
-            5,
-            "resulted_time",
-            "time_order",
-            "2026-03-08 07:00:00Z before collected_time 2026-03-08 08:41:00Z",
-        )
+        ("labs", "labs.csv", 6, None, "missing_fields", "7 fields, the header has 8")
+    ]
+    assert validated.data_quality.select("source_line", "rule", "value").rows() == [
+        (5, "time_order", "2026-03-08 07:00:00Z before collected_time 2026-03-08 08:41:00Z")
     ]
     assert validated.warnings == ["labs.csv: skipped 1 empty line(s) (line 4)"]
     assert_counts_add_up(validated)
@@ -317,7 +314,7 @@ def test_row_with_extra_fields_is_quarantined(tmp_path: Path) -> None:
     )
     validated = load_extract(folder)
     assert quarantine_rows(validated, "patients") == [
-        ("patients", "patients.csv", 3, None, "extra_fields", "oops")
+        ("patients", "patients.csv", 3, None, "extra_fields", "4 fields, the header has 3")
     ]
     assert validated.tables["patients"]["patient_id"].to_list() == ["P1", "P3"]
     assert_counts_add_up(validated)
@@ -510,3 +507,19 @@ def test_bom_crlf_and_quoted_fields_are_read_exactly(tmp_path: Path) -> None:
         ("P3", 1935, "U", date(2026, 5, 1), 4),
     ]
     assert validated.quarantine.height == 0
+
+
+def test_line_numbers_count_line_breaks_in_fields_beyond_the_header(tmp_path: Path) -> None:
+    folder = write_extract(tmp_path / "x")
+    (folder / "patients.csv").write_text(
+        'patient_id,birth_year,sex\nP1,1950,F,"two\nlines"\nP2,1980,M\nP3,1935,"U"\n',
+        encoding="utf-8",
+    )
+    validated = load_extract(folder)
+    assert quarantine_rows(validated, "patients") == [
+        ("patients", "patients.csv", 2, None, "extra_fields", "4 fields, the header has 3")
+    ]
+    assert validated.tables["patients"].select("patient_id", "source_line").rows() == [
+        ("P2", 4),
+        ("P3", 5),
+    ]

@@ -7,7 +7,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from chartaudit.schemas.contract import TABLE_ORDER
-from chartaudit.schemas.models import RULES, table_model
+from chartaudit.schemas.models import DATA_QUALITY_SCHEMA, RULES, WARNING_RULES, table_model
 from chartaudit.schemas.reader import read_extract
 from chartaudit.schemas.validation import (
     QUARANTINE_SCHEMA,
@@ -16,11 +16,8 @@ from chartaudit.schemas.validation import (
     validate_extract,
 )
 
-from .builders import assert_counts_add_up, clean_rows, quarantine_rows, write_extract
+from .builders import MANIFEST, assert_counts_add_up, clean_rows, quarantine_rows, write_extract
 
-# (table, row index, changes, expected quarantine rows of that table as
-#  (line, column, rule, value)). Each case breaks exactly one rule of one row of a leaf table
-# (nothing refers to it), so nothing else may be quarantined.
 # (table, row index, changes, expected quarantine rows of that table as
 #  (line, column, rule, value)). Each case breaks exactly one rule of one row that nothing refers
 # to (patients get a fourth, childless patient P4 on line 5), so nothing else is quarantined.
@@ -52,23 +49,13 @@ SINGLE_RULE_CASES = [
     ("encounters", 1, {"setting": "ER"}, [(3, "setting", "not_allowed", "ER")]),
     ("encounters", 1, {"disposition": "home"}, [(3, "disposition", "not_allowed", "home")]),
     ("encounters", 1, {"arrival_time": ""}, [(3, "arrival_time", "missing_required", None)]),
-    (
-        "encounters",
-        1,
-        {"departure_time": "2026-11-01 01:29"},
-        [
-            (
-                3,
-                "departure_time",
-                "time_order",
-                "2026-11-01 06:29:00Z before arrival_time 2026-11-01 06:30:00Z",
-            )
-        ],
-    ),
     ("encounters", 1, {"site_id": " "}, [(3, "site_id", "missing_required", None)]),
     ("diagnoses", 1, {"code_system": "ICD9"}, [(3, "code_system", "not_allowed", "ICD9")]),
     ("diagnoses", 0, {"code": "E11.4X2Z9"}, [(2, "code", "malformed_code", "E114X2Z9")]),
-    ("diagnoses", 0, {"code": "11.42"}, [(2, "code", "malformed_code", "1142")]),
+    ("diagnoses", 0, {"code": "11.42"}, [(2, "code", "malformed_code", "11.42")]),
+    # the dot belongs after the three-character category
+    ("diagnoses", 0, {"code": "E1.142"}, [(2, "code", "malformed_code", "E1.142")]),
+    ("diagnoses", 0, {"code": "e114.2"}, [(2, "code", "malformed_code", "E114.2")]),
     ("diagnoses", 1, {"code": "44054"}, [(3, "code", "malformed_code", "44054")]),
     ("diagnoses", 1, {"code": "4405400A"}, [(3, "code", "malformed_code", "4405400A")]),
     ("diagnoses", 1, {"source": "claims"}, [(3, "source", "not_allowed", "claims")]),
@@ -77,19 +64,6 @@ SINGLE_RULE_CASES = [
     ("orders", 0, {"category": "scan"}, [(2, "category", "not_allowed", "scan")]),
     ("orders", 1, {"specialty": "ortho"}, [(3, "specialty", "not_allowed", "ortho")]),
     ("orders", 1, {"status": ""}, [(3, "status", "missing_required", None)]),
-    (
-        "orders",
-        0,
-        {"performed_time": "2026-03-08 03:29"},
-        [
-            (
-                2,
-                "performed_time",
-                "time_order",
-                "2026-03-08 08:29:00Z before ordered_time 2026-03-08 08:30:00Z",
-            )
-        ],
-    ),
     ("labs", 0, {"loinc": "4548"}, [(2, "loinc", "malformed_loinc", "4548")]),
     ("labs", 0, {"loinc": "12345678-9"}, [(2, "loinc", "malformed_loinc", "12345678-9")]),
     ("labs", 0, {"loinc": ""}, [(2, "loinc", "missing_required", None)]),
@@ -102,20 +76,32 @@ SINGLE_RULE_CASES = [
     ("medications", 0, {"dose_mg": "0"}, [(2, "dose_mg", "not_positive", "0.0")]),
     ("medications", 0, {"doses_per_day": "-1"}, [(2, "doses_per_day", "not_positive", "-1.0")]),
     ("medications", 0, {"status": "on hold"}, [(2, "status", "not_allowed", "on hold")]),
+    ("medications", 0, {"patient_id": "P9"}, [(2, "patient_id", "foreign_key", "P9")]),
     (
-        "medications",
+        "orders",
         0,
-        {"end_time": "2026-01-10 09:19"},
+        {"encounter_id": "E2"},  # E2 is P2's
+        [(2, "encounter_id", "encounter_of_other_patient", "E2 belongs to patient P2")],
+    ),
+    (
+        "labs",
+        0,
+        {"encounter_id": "E3"},  # labs may name an outside encounter, not another patient's
+        [(2, "encounter_id", "encounter_of_other_patient", "E3 belongs to patient P3")],
+    ),
+    (
+        "diagnoses",
+        1,
+        {"recorded_time": "2026-11-03 08:01"},  # CST: 14:01Z, created is 2026-11-02 08:00Z
         [
             (
-                2,
-                "end_time",
-                "time_order",
-                "2026-01-10 15:19:00Z before start_time 2026-01-10 15:20:00Z",
+                3,
+                "recorded_time",
+                "far_after_extract_created",
+                "2026-11-03 14:01:00Z, more than 24 h after created 2026-11-02 08:00:00Z",
             )
         ],
     ),
-    ("medications", 0, {"patient_id": "P9"}, [(2, "patient_id", "foreign_key", "P9")]),
     ("diagnoses", 1, {"encounter_id": "E9"}, [(3, "encounter_id", "foreign_key", "E9")]),
     (
         "labs",
@@ -175,7 +161,7 @@ def test_each_rule_quarantines_exactly_the_bad_row(
     assert quarantine_rows(validated) == [(table, f"{table}.csv", *row) for row in expected]
     counts = {r[0]: r[2:] for r in validated.load_counts.rows()}
     n = len(rows[table])
-    assert counts[table] == (n, n - 1, 1)
+    assert counts[table] == (n, n - 1, 1, 0)
     assert validated.tables[table]["source_line"].to_list() == [
         line for line in range(2, n + 2) if line != index + 2
     ]
@@ -185,14 +171,181 @@ def test_each_rule_quarantines_exactly_the_bad_row(
     assert_counts_add_up(validated)
 
 
+# (table, row index, changes, expected data_quality rows of that table as
+#  (line, column, rule, value)). The row breaks one warning rule: it loads all the same.
+WARNING_CASES = [
+    (
+        "encounters",
+        1,
+        {"departure_time": "2026-11-01 01:29"},
+        [
+            (
+                3,
+                "departure_time",
+                "time_order",
+                "2026-11-01 06:29:00Z before arrival_time 2026-11-01 06:30:00Z",
+            )
+        ],
+    ),
+    (
+        "orders",
+        0,
+        {"performed_time": "2026-03-08 03:29"},
+        [
+            (
+                2,
+                "performed_time",
+                "time_order",
+                "2026-03-08 08:29:00Z before ordered_time 2026-03-08 08:30:00Z",
+            )
+        ],
+    ),
+    (
+        "labs",
+        0,
+        {"resulted_time": "2026-03-08 03:39"},
+        [
+            (
+                2,
+                "resulted_time",
+                "time_order",
+                "2026-03-08 08:39:00Z before collected_time 2026-03-08 08:40:00Z",
+            )
+        ],
+    ),
+    (
+        "medications",
+        0,
+        {"end_time": "2026-01-10 09:19"},
+        [
+            (
+                2,
+                "end_time",
+                "time_order",
+                "2026-01-10 15:19:00Z before start_time 2026-01-10 15:20:00Z",
+            )
+        ],
+    ),
+    (  # created is 2026-11-02 08:00Z; 2026-11-03 02:00 CST is 08:00Z, exactly 24 h later
+        "diagnoses",
+        1,
+        {"recorded_time": "2026-11-03 02:00"},
+        [
+            (
+                3,
+                "recorded_time",
+                "after_extract_created",
+                "2026-11-03 08:00:00Z after created 2026-11-02 08:00:00Z",
+            )
+        ],
+    ),
+    (  # a date counts from its local midnight: the day after created's local date
+        "patients",
+        2,
+        {"death_date": "2026-11-03"},
+        [
+            (
+                4,
+                "death_date",
+                "after_extract_created",
+                "2026-11-03 after created 2026-11-02 08:00:00Z",
+            )
+        ],
+    ),
+    (  # 8 mg three times a day: 24 mg is the label's maximum, 25.5 mg is above it
+        "medications",
+        0,
+        {"dose_mg": "8.5", "doses_per_day": "3"},
+        [
+            (
+                2,
+                "dose_mg",
+                "dose_above_label_max",
+                "ropinirole 25.5 mg a day, above the label's 24.0 mg",
+            )
+        ],
+    ),
+    (  # no doses_per_day: one dose a day
+        "medications",
+        0,
+        {"ingredient": "Pramipexole", "dose_mg": "4.6", "doses_per_day": ""},
+        [
+            (
+                2,
+                "dose_mg",
+                "dose_above_label_max",
+                "pramipexole 4.6 mg a day, above the label's 4.5 mg",
+            )
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("table", "index", "changes", "expected"),
+    WARNING_CASES,
+    ids=[f"{c[0]}-{c[3][0][2]}-{i}" for i, c in enumerate(WARNING_CASES)],
+)
+def test_each_warning_loads_the_row_and_records_the_finding(
+    tmp_path: Path, table: str, index: int, changes: dict, expected: list
+) -> None:
+    rows = clean_rows()
+    rows[table][index].update(changes)
+    validated = load_extract(write_extract(tmp_path / "x", rows))
+    assert validated.quarantine.height == 0
+    assert validated.data_quality.rows() == [
+        (table, f"{table}.csv", *row, "warning") for row in expected
+    ]
+    assert dict(validated.data_quality.schema) == DATA_QUALITY_SCHEMA
+    n = len(rows[table])
+    counts = {r[0]: r[2:] for r in validated.load_counts.rows()}
+    assert counts[table] == (n, n, 0, 1)
+    assert index + 2 in validated.tables[table]["source_line"].to_list()
+    assert_counts_add_up(validated)
+
+
+def test_warnings_at_the_bounds_are_not_raised(tmp_path: Path) -> None:
+    """Equal times are in order; a dose exactly at the label's maximum and a time exactly at
+    created are plausible."""
+    rows = clean_rows()
+    rows["orders"][0]["performed_time"] = rows["orders"][0]["ordered_time"]
+    rows["medications"][0].update(dose_mg="8", doses_per_day="3")  # 24 mg a day
+    rows["diagnoses"][1]["recorded_time"] = "2026-11-02 02:00"  # CST: 08:00Z, created
+    rows["patients"][2]["death_date"] = "2026-11-02"  # created's local date
+    validated = load_extract(write_extract(tmp_path / "x", rows))
+    assert validated.data_quality.height == 0
+    assert validated.quarantine.height == 0
+
+
+def test_a_quarantined_row_has_no_warnings(tmp_path: Path) -> None:
+    rows = clean_rows()
+    rows["orders"][0].update(performed_time="2026-03-08 03:29", status="done")
+    validated = load_extract(write_extract(tmp_path / "x", rows))
+    assert quarantine_rows(validated) == [
+        ("orders", "orders.csv", 2, "status", "not_allowed", "done")
+    ]
+    assert validated.data_quality.height == 0
+
+
+def test_without_created_no_time_is_in_the_future(tmp_path: Path) -> None:
+    rows = clean_rows()
+    rows["diagnoses"][1]["recorded_time"] = "2099-01-01 00:00"
+    manifest = {k: v for k, v in MANIFEST.items() if k != "created"}
+    validated = load_extract(write_extract(tmp_path / "x", rows, manifest=manifest))
+    assert (validated.quarantine.height, validated.data_quality.height) == (0, 0)
+
+
 def test_every_rule_has_a_description() -> None:
+    assert {case[3][0][2] for case in WARNING_CASES} == set(WARNING_RULES)
+    assert not set(WARNING_RULES) & set(RULES)
     used = {case[3][0][2] for case in SINGLE_RULE_CASES}
     assert used <= set(RULES)
     assert set(RULES) - used == {
         "duplicate_key",
         "extra_fields",
+        "missing_fields",
         "timestamp_not_in_timezone",
-    }  # each tested on its own
+    }  # each tested on its own (here, in test_reader.py and test_bad_input_matrix.py)
 
 
 def test_duplicate_key_keeps_the_first_row(tmp_path: Path) -> None:
@@ -212,7 +365,12 @@ def test_duplicate_key_keeps_the_first_row(tmp_path: Path) -> None:
         ("O1", "72148", 2),
         ("O2", "ref_neuro", 3),
     ]
-    assert validated.load_counts.filter(pl.col("table_name") == "orders").row(0)[2:] == (5, 2, 3)
+    assert validated.load_counts.filter(pl.col("table_name") == "orders").row(0)[2:] == (
+        5,
+        2,
+        3,
+        0,
+    )
     assert_counts_add_up(validated)
 
 
@@ -245,15 +403,17 @@ def test_children_of_a_quarantined_parent_are_quarantined(tmp_path: Path) -> Non
         ("orders", "orders.csv", 2, "patient_id", "foreign_key", "P1"),
         ("orders", "orders.csv", 2, "encounter_id", "foreign_key", "E1"),
         ("labs", "labs.csv", 2, "patient_id", "foreign_key", "P1"),
+        # labs need not name a known encounter, but not a quarantined one
+        ("labs", "labs.csv", 2, "encounter_id", "foreign_key", "E1"),
     ]
     assert validated.load_counts.rows() == [
-        ("patients", "patients.csv", 3, 2, 1),
-        ("encounters", "encounters.csv", 3, 2, 1),
-        ("diagnoses", "diagnoses.csv", 2, 1, 1),
-        ("findings", "findings.csv", 2, 0, 2),
-        ("orders", "orders.csv", 2, 1, 1),
-        ("labs", "labs.csv", 1, 0, 1),
-        ("medications", "medications.csv", 1, 1, 0),
+        ("patients", "patients.csv", 3, 2, 1, 0),
+        ("encounters", "encounters.csv", 3, 2, 1, 0),
+        ("diagnoses", "diagnoses.csv", 2, 1, 1, 0),
+        ("findings", "findings.csv", 2, 0, 2, 0),
+        ("orders", "orders.csv", 2, 1, 1, 0),
+        ("labs", "labs.csv", 1, 0, 1, 0),
+        ("medications", "medications.csv", 1, 1, 0, 0),
     ]
     assert validated.quarantined_share() == {
         "patients": 1 / 3,
@@ -296,6 +456,7 @@ def test_every_broken_rule_of_a_row_is_listed(tmp_path: Path) -> None:
         3,
         2,
         1,
+        0,
     )
 
 
@@ -338,8 +499,9 @@ def test_loaded_tables_pass_their_pandera_models(tmp_path: Path) -> None:
 def test_validated_extract_save_load_round_trip(tmp_path: Path) -> None:
     rows = clean_rows()
     rows["orders"][0]["status"] = "done"
+    rows["labs"][0]["resulted_time"] = "2026-03-08 03:00"
     validated = load_extract(write_extract(tmp_path / "x", rows))
-    assert validated.quarantine.height == 1
+    assert (validated.quarantine.height, validated.data_quality.height) == (1, 1)
     validated.save(tmp_path / "saved")
     back = ValidatedExtract.load(tmp_path / "saved")
     assert (back.manifest, back.digest, back.warnings) == (
@@ -348,11 +510,13 @@ def test_validated_extract_save_load_round_trip(tmp_path: Path) -> None:
         validated.warnings,
     )
     assert_frame_equal(back.quarantine, validated.quarantine)
+    assert_frame_equal(back.data_quality, validated.data_quality)
     assert_frame_equal(back.load_counts, validated.load_counts)
     assert list(back.tables) == list(TABLE_ORDER)
     for table in TABLE_ORDER:
         assert_frame_equal(back.tables[table], validated.tables[table])
     assert back.quarantined_share() == validated.quarantined_share()
+    assert back.warned_share()["labs"] == 1.0
 
 
 def test_validate_extract_accepts_a_reloaded_raw_extract(tmp_path: Path) -> None:
