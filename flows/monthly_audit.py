@@ -17,9 +17,15 @@ from prefect.cache_policies import NONE
 
 from chartaudit.audits.engine import DEFAULT_RULESET
 from chartaudit.flows import steps
+from chartaudit.flows.checkpoints import checkpoint
+from chartaudit.flows.conditions import install_log_filter
 from chartaudit.storage import warehouse
 
 FILE_IO_RETRIES = 2
+
+# A known condition (rejected extract, threshold passed, busy warehouse…) logs one line, not
+# Prefect's traceback; a bug keeps its traceback (flows/conditions.py).
+install_log_filter()
 
 
 def _retry_on_io_error(task, task_run, state) -> bool:
@@ -47,6 +53,7 @@ def load(
 ) -> steps.RunPlan:
     logger = get_run_logger()
     plan = steps.load_step(Path(extract_dir), Path(work), period, ruleset, tuple(measure_folders))
+    checkpoint("load")
     if plan.timezone_defaulted:
         logger.warning("manifest.json gives no time zone: naive timestamps are read as UTC")
     if plan.coverage_end_observed:
@@ -67,6 +74,7 @@ def load(
 def validate(work: str, max_quarantine_share: float) -> None:
     logger = get_run_logger()
     validated = steps.validate_step(Path(work), max_quarantine_share)
+    checkpoint("validate")
     for row in validated.load_counts.iter_rows(named=True):
         logger.info(
             "%s: %d rows read, %d loaded, %d quarantined",
@@ -82,6 +90,7 @@ def validate(work: str, max_quarantine_share: float) -> None:
 @task(cache_policy=NONE)
 def audit(work: str, warehouse_path: str) -> int:
     cases = steps.audit_step(Path(work), Path(warehouse_path))
+    checkpoint("audit")
     logger = get_run_logger()
     logger.info("%d cases judged", cases)
     rejudged = steps.rejudged_summary(Path(work))
@@ -98,7 +107,9 @@ def summarise(work: str) -> None:
 
 @io_task
 def publish(work: str, warehouse_path: str) -> None:
-    steps.publish_step(Path(work), Path(warehouse_path))
+    steps.publish_step(
+        Path(work), Path(warehouse_path), before_commit=lambda: checkpoint("publish")
+    )
 
 
 @io_task
@@ -138,20 +149,35 @@ def monthly_audit(
     folders to the built-in catalogue. Earlier months' pending cases that this extract decides
     are judged again. A rejected extract writes nothing; any later failure marks the run failed
     and leaves every result as it was.
+
+    From before it records itself ``running`` to its end the run holds the warehouse's run lock:
+    another run meanwhile fails with WarehouseBusy and writes nothing, and a ``running`` run
+    this one finds is one whose process died; it is recorded ``failed`` (interrupted).
     """
+    logger = get_run_logger()
     work = tempfile.mkdtemp(prefix="chartaudit-run-")
     try:
         plan = load(extract_dir, work, period, ruleset, list(measure_folders or []))
-        warehouse.begin_run(Path(warehouse_path), plan.record)
-        try:
-            validate(work, max_quarantine_share)
-            cases = audit(work, warehouse_path)
-            summarise(work)
-            publish(work, warehouse_path)
-        except Exception as exc:
-            warehouse.fail_run(Path(warehouse_path), plan.run_id, f"{type(exc).__name__}: {exc}")
-            raise
-        path = report(warehouse_path, plan.period, out_dir)
+        with warehouse.run_lock(Path(warehouse_path), plan.record):
+            for gone in warehouse.begin_run(Path(warehouse_path), plan.record):
+                logger.warning(
+                    "run %s (period %s, started %s) was interrupted: its process died before"
+                    " it finished; recorded as failed",
+                    gone.run_id,
+                    gone.period,
+                    f"{gone.started_at:%Y-%m-%d %H:%M:%S %Z}",
+                )
+            try:
+                validate(work, max_quarantine_share)
+                cases = audit(work, warehouse_path)
+                summarise(work)
+                publish(work, warehouse_path)
+            except Exception as exc:
+                warehouse.fail_run(
+                    Path(warehouse_path), plan.run_id, f"{type(exc).__name__}: {exc}"
+                )
+                raise
+            path = report(warehouse_path, plan.period, out_dir)
         return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
