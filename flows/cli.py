@@ -31,7 +31,7 @@ from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
 from chartaudit.schemas.layout import check_extract
 from chartaudit.schemas.validation import load_extract
-from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, check_not_busy
+from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, check_can_start_run
 
 app = typer.Typer(
     help="Audit leg-numbness care in a de-identified encounter extract against guideline measures.",
@@ -72,7 +72,7 @@ def _preflight(
         parse_period(period)
     Catalogue.load(folders).require_ruleset(ruleset)
     check_extract(extract_dir)
-    check_not_busy(warehouse)
+    check_can_start_run(warehouse)
 
 
 def _run_flow(

@@ -59,8 +59,12 @@ def supervise(job: dict) -> int:
     previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         # Wait without reaping: while the worker is a zombie its pid, the group's id, cannot be
-        # reused, so killing the group afterwards cannot hit an unrelated process.
-        os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)
+        # reused, so killing the group afterwards cannot hit an unrelated process. (macOS has
+        # os.waitid from Python 3.13; before, the group is killed just after reaping.)
+        if hasattr(os, "waitid"):
+            os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)
+        else:
+            worker.wait()
         _kill_group(worker.pid)
         for timer in timers:
             timer.cancel()

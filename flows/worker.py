@@ -44,8 +44,11 @@ def main() -> None:
     die_with_supervisor()
     interrupt_on_stop()
     job = json.loads(sys.argv[1])
-    from chartaudit.flows.cli import run_in_this_process  # Prefect and the rest load now
-
+    try:
+        from chartaudit.flows.cli import run_in_this_process  # Prefect and the rest load now
+    except RunInterrupted as exc:  # stopped while importing: nothing began
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
     sys.exit(run_in_this_process(job))
 
 

@@ -113,6 +113,7 @@ def run_lock(path: Path, run: RunRecord) -> Iterator[None]:
     holds it. The lock is an flock on ``<warehouse>.lock``: the kernel drops it when the holder
     exits, however it dies, so a killed run never leaves the warehouse locked. The file stays
     (empty between runs); removing it would let two runs lock two different files."""
+    _require_folder(path)
     fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -138,9 +139,11 @@ def run_lock(path: Path, run: RunRecord) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def check_not_busy(path: Path) -> None:
-    """Raise WarehouseBusy when a run holds the warehouse's run lock; takes nothing and writes
-    nothing (a command line refuses at once, before it starts anything)."""
+def check_can_start_run(path: Path) -> None:
+    """Raise WarehouseUnreadable when the warehouse's folder does not exist, WarehouseBusy when
+    a run holds its run lock. Takes nothing and writes nothing: a command line refuses at once,
+    before it starts anything."""
+    _require_folder(path)
     try:
         fd = os.open(lock_path(path), os.O_RDONLY)
     except FileNotFoundError:
@@ -151,6 +154,12 @@ def check_not_busy(path: Path) -> None:
         raise WarehouseBusy(_busy_message(path, _read_holder(fd))) from None
     finally:
         os.close(fd)
+
+
+def _require_folder(path: Path) -> None:
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise WarehouseUnreadable(f"cannot open warehouse {path}: no folder {folder}")
 
 
 def _read_holder(fd: int) -> dict:

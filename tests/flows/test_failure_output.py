@@ -52,6 +52,15 @@ def test_a_missing_extract_folder_is_one_line_and_no_traceback(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_missing_warehouse_folder_is_one_line_and_no_traceback(generated, tmp_path):
+    path = tmp_path / "nowhere" / "audit.duckdb"
+    done = chartaudit("run", generated, "--period", "2026-10", "--warehouse", path, cwd=tmp_path)
+    assert done.returncode == 1
+    assert_one_error_line(done, f"error: cannot open warehouse {path}: no folder {path.parent}")
+    assert done.stdout == ""  # refused before Prefect started
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_rejected_extract_is_one_line_and_no_traceback(extract_copy, tmp_path):
     drop_column(extract_copy / "encounters.csv", "arrival_time")
     done = chartaudit("run", extract_copy, "--period", "2026-10", cwd=tmp_path)

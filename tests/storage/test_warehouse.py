@@ -274,7 +274,7 @@ def test_a_run_holding_the_lock_makes_another_busy_naming_it(lock_holder):
         f" {holder.pid}) is writing {path}; try again when it has finished"
     )
     with pytest.raises(warehouse.WarehouseBusy) as probed:
-        warehouse.check_not_busy(path)
+        warehouse.check_can_start_run(path)
     assert str(probed.value) == expected
     with pytest.raises(warehouse.WarehouseBusy) as taken, warehouse.run_lock(path, record("r2")):
         pytest.fail("two runs held the lock at once")
@@ -292,14 +292,28 @@ def test_the_lock_dies_with_its_holder(lock_holder):
     path, holder = lock_holder
     holder.kill()  # SIGKILL: no cleanup code runs
     holder.wait()
-    warehouse.check_not_busy(path)
+    warehouse.check_can_start_run(path)
     with warehouse.run_lock(path, record("r2")):
         assert json.loads(warehouse.lock_path(path).read_text())["run_id"] == "r2"
     assert warehouse.lock_path(path).read_text() == ""  # between runs the file stays, empty
 
 
 def test_checking_an_unlocked_warehouse_writes_nothing(tmp_path):
-    warehouse.check_not_busy(tmp_path / "w.duckdb")
+    warehouse.check_can_start_run(tmp_path / "w.duckdb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_warehouse_in_a_missing_folder_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "nowhere" / "w.duckdb"
+    message = f"cannot open warehouse {path}: no folder {tmp_path / 'nowhere'}"
+    with pytest.raises(warehouse.WarehouseUnreadable) as checked:
+        warehouse.check_can_start_run(path)
+    assert str(checked.value) == message
+    with (
+        pytest.raises(warehouse.WarehouseUnreadable, match="no folder"),
+        warehouse.run_lock(path, record("r1")),
+    ):
+        pytest.fail("a run began without its warehouse folder")
     assert list(tmp_path.iterdir()) == []
 
 
