@@ -4,8 +4,6 @@ never a data frame (hashing a frame for Prefect's cache costs seconds per call).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from chartaudit.audits.engine import DEFAULT_RULESET
 from chartaudit.flows import steps
 from chartaudit.flows.checkpoints import checkpoint
 from chartaudit.flows.conditions import install_log_filter
+from chartaudit.flows.workfolder import work_folder
 from chartaudit.storage import warehouse
 
 FILE_IO_RETRIES = 2
@@ -154,19 +153,11 @@ def monthly_audit(
     another run meanwhile fails with WarehouseBusy and writes nothing, and a ``running`` run
     this one finds is one whose process died; it is recorded ``failed`` (interrupted).
     """
-    logger = get_run_logger()
-    work = tempfile.mkdtemp(prefix="chartaudit-run-")
-    try:
+    with work_folder() as folder:
+        work = str(folder)
         plan = load(extract_dir, work, period, ruleset, list(measure_folders or []))
         with warehouse.run_lock(Path(warehouse_path), plan.record):
-            for gone in warehouse.begin_run(Path(warehouse_path), plan.record):
-                logger.warning(
-                    "run %s (period %s, started %s) was interrupted: its process died before"
-                    " it finished; recorded as failed",
-                    gone.run_id,
-                    gone.period,
-                    f"{gone.started_at:%Y-%m-%d %H:%M:%S %Z}",
-                )
+            _log_interrupted(warehouse.begin_run(Path(warehouse_path), plan.record))
             try:
                 validate(work, max_quarantine_share)
                 cases = audit(work, warehouse_path)
@@ -178,6 +169,15 @@ def monthly_audit(
                 )
                 raise
             path = report(warehouse_path, plan.period, out_dir)
-        return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
+
+
+def _log_interrupted(runs: list[warehouse.InterruptedRun]) -> None:
+    for run in runs:
+        get_run_logger().warning(
+            "run %s (period %s, started %s) was interrupted: its process died before it"
+            " finished; recorded as failed",
+            run.run_id,
+            run.period,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}",
+        )

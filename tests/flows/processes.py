@@ -57,6 +57,7 @@ def start_run(
     """`chartaudit run EXTRACT --period 2026-10`, halting at ``halt_at``; standard output and
     error go, interleaved, to a file. Runs one after another share a Prefect home (its
     database is set up once); runs at the same time need one each."""
+    work_parent(tmp_path).mkdir(exist_ok=True)
     halt_file = tmp_path / f"{name}.halted"
     log = tmp_path / f"{name}.log"
     env = {
@@ -64,6 +65,7 @@ def start_run(
         "NO_COLOR": "1",
         "COLUMNS": "200",
         "PREFECT_HOME": str(tmp_path / prefect_home),
+        "TMPDIR": str(work_parent(tmp_path)),  # where its work folder goes
         HALT_FILE: str(halt_file),
     }
     env.pop(HALT_AT, None)
@@ -79,6 +81,15 @@ def start_run(
             env=env,
         )
     return Run(process, halt_file, log)
+
+
+def work_parent(tmp_path: Path) -> Path:
+    return tmp_path / "tmp"
+
+
+def work_folders(tmp_path: Path) -> list[Path]:
+    """The runs' work folders (flows/workfolder.py) in the test's temporary folder."""
+    return sorted(work_parent(tmp_path).glob("chartaudit-run-*"))
 
 
 def _stat(pid: int) -> list[str] | None:

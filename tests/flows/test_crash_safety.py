@@ -23,6 +23,7 @@ from tests.flows.processes import (
     group_members,
     start_run,
     wait_until_gone,
+    work_folders,
 )
 from tests.flows.test_cli import chartaudit, published  # noqa: F401  (a fixture)
 
@@ -99,6 +100,8 @@ def test_a_run_killed_at_any_point_leaves_the_warehouse_and_no_process_behind(
             assert error_lines(output) == [
                 f"error: unexpected: the run's process {worker} was killed by SIGKILL"
             ]
+        # Its work folder stays (nothing ran to remove it); the earlier ones were removed.
+        assert len(work_folders(tmp_path)) == 1
         # The warehouse opens, and every result is as it was before the run began.
         assert results(published) == before, f"killed at {point}"
         now = ledger(published)
@@ -126,6 +129,7 @@ def test_a_run_killed_at_any_point_leaves_the_warehouse_and_no_process_behind(
         ("succeeded", None),
     ]
     assert latest_cases(published) == cases_before
+    assert work_folders(tmp_path) == []  # the killed runs' copies of the extract are gone
 
 
 def test_a_second_run_while_one_is_writing_is_refused_at_once_and_writes_nothing(
