@@ -38,4 +38,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .prefect .pytest_cache .ruff_cache audit.duckdb audit.duckdb.wal reports/out
+	rm -rf $(VENV) .prefect .pytest_cache .ruff_cache audit.duckdb audit.duckdb.wal audit.duckdb.lock reports/out

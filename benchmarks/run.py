@@ -60,11 +60,12 @@ def main() -> None:
     work, path = root / "work", root / "audit.duckdb"
     work.mkdir()
     plan = timed("load: read + type", lambda: steps.load_step(extract, work, "2026-10"))
-    warehouse.begin_run(path, plan.record)
-    timed("validate", lambda: steps.validate_step(work))
-    cases = timed("audit (15 measures)", lambda: steps.audit_step(work, path))
-    timed("summarise", lambda: steps.summarise_step(work))
-    timed("publish (one transaction)", lambda: steps.publish_step(work, path))
+    with warehouse.run_lock(path, plan.record):
+        warehouse.begin_run(path, plan.record)
+        timed("validate", lambda: steps.validate_step(work))
+        cases = timed("audit (15 measures)", lambda: steps.audit_step(work, path))
+        timed("summarise", lambda: steps.summarise_step(work))
+        timed("publish (one transaction)", lambda: steps.publish_step(work, path))
     timed("report", lambda: steps.report_step(path, "2026-10", root / "out"))
 
     table = Table(title=f"{args.patients:,} patients, {rows:,} CSV lines, {cases:,} cases")

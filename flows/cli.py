@@ -1,5 +1,6 @@
 """The ``chartaudit`` command line (warehouse-contract.md). Exit 0 on success; otherwise one
-line on standard error and a non-zero status."""
+line on standard error: status 1 for a known condition, 2 for an unexpected fault, whose
+traceback goes to the run log on standard output (flows/conditions.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from chartaudit.audits.describe import measure_lines
-from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, UnknownRuleset
-from chartaudit.audits.measure import MeasureError
-from chartaudit.audits.period import PeriodError, parse_period
-from chartaudit.audits.valuesets import ValueSetError
-from chartaudit.flows import steps
+from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue
+from chartaudit.audits.period import parse_period
+from chartaudit.flows import steps, supervisor
+from chartaudit.flows.conditions import guarded
 from chartaudit.flows.deck_report import (
     DeckFailures,
     compiled_sql,
@@ -28,16 +28,15 @@ from chartaudit.flows.deck_report import (
     print_unreached,
 )
 from chartaudit.flows.files import OWNER_ONLY_UMASK
-from chartaudit.flows.settings import SettingsError, measure_folders, thresholds
+from chartaudit.flows.settings import measure_folders, thresholds
 from chartaudit.flows.thresholds import breaches
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
-from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.schemas.layout import check_extract
-from chartaudit.schemas.phi_scan import scan_extract
+from chartaudit.schemas.phi_scan import IdentifiersFound, scan_extract
 from chartaudit.schemas.validation import load_extract
-from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, WarehouseBusy
+from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, check_can_start_run
 
 app = typer.Typer(
     help="Audit leg-numbness care in a de-identified encounter extract against guideline measures.",
@@ -57,28 +56,6 @@ def _owner_only_files() -> None:
 measures_app = typer.Typer(help="The measure catalogue.", invoke_without_command=True)
 app.add_typer(measures_app, name="measures")
 out = Console()
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class IdentifiersFound(RuntimeError):
-    """The PHI scan found identifier-like columns or values (exit status 1)."""
-
-
-# Failures a user can act on: shown as one line, exit status 1.
-EXPECTED_ERRORS = (
-    ExtractRejected,
-    steps.RunError,
-    WarehouseBusy,
-    UnknownRuleset,
-    PeriodError,
-    ReportError,
-    MeasureError,
-    ValueSetError,
-    SettingsError,
-    DeckFailures,
-    FileNotFoundError,
-    IdentifiersFound,
-)
 
 WarehouseOption = Annotated[Path, typer.Option("--warehouse", help="DuckDB file.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the HTML report.")]
@@ -94,24 +71,22 @@ MeasuresOption = Annotated[
 ]
 
 
-def _guarded(action: Callable[[], None]) -> None:
-    try:
-        action()
-    except EXPECTED_ERRORS as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1) from None
-    except Exception as exc:  # a bug or an environment fault: still one line, distinct status
-        err.print(f"error: unexpected {type(exc).__name__}: {exc}", markup=False)
-        raise typer.Exit(2) from None
+def _guarded(action: Callable[[], int | None]) -> None:
+    status = guarded(action)
+    if status:
+        raise typer.Exit(status)
 
 
-def _preflight(extract_dir: Path, period: str | None, ruleset: str, folders: list[Path]) -> None:
-    """The checks that need no data: a bad argument, measure file or rejected extract fails in
-    a second, before Prefect starts its temporary server."""
+def _preflight(
+    extract_dir: Path, period: str | None, ruleset: str, folders: list[Path], warehouse: Path
+) -> None:
+    """The checks that need no data: a bad argument, measure file, rejected extract or busy
+    warehouse fails in a second, before Prefect starts its temporary server."""
     if period is not None:
         parse_period(period)
     Catalogue.load(folders).require_ruleset(ruleset)
     check_extract(extract_dir)
+    check_can_start_run(warehouse)
 
 
 def _run_flow(
@@ -122,21 +97,33 @@ def _run_flow(
     ruleset: str = DEFAULT_RULESET,
     folders: list[Path] | None = None,
     **kw,
-) -> None:
+) -> int:
+    """Check the arguments here, then run the flow in a supervised worker process group
+    (flows/supervisor.py), which prints the run log, the outcome or the error line."""
     folders = measure_folders(folders)
     thresholds(kw.get("max_quarantine_share"))  # a malformed [thresholds] fails here, too
-    _preflight(extract_dir, period, ruleset, folders)
+    _preflight(extract_dir, period, ruleset, folders, warehouse)
+    job = {
+        "extract_dir": str(extract_dir),
+        "period": period,
+        "warehouse_path": str(warehouse),
+        "out_dir": str(out_dir),
+        "ruleset": ruleset,
+        "measure_folders": [str(f) for f in folders],
+        **kw,  # the flow's other parameters, as JSON
+    }
+    return supervisor.supervise(job)
+
+
+def run_in_this_process(job: dict) -> int:
+    """The worker's part: run the flow, print the outcome; return the exit status."""
+    return guarded(lambda: _run_monthly_audit(job))
+
+
+def _run_monthly_audit(job: dict) -> None:
     from chartaudit.flows.monthly_audit import monthly_audit  # Prefect loads only when needed
 
-    outcome = monthly_audit(
-        str(extract_dir),
-        period,
-        str(warehouse),
-        str(out_dir),
-        ruleset=ruleset,
-        measure_folders=[str(f) for f in folders],
-        **kw,
-    )
+    outcome = monthly_audit(**job)
     out.print(
         f"[bold]period {outcome.period}[/]: {outcome.cases} cases judged (run {outcome.run_id})"
     )
@@ -263,7 +250,7 @@ def report(
 
     def render() -> None:
         if not warehouse.exists():
-            raise FileNotFoundError(f"no warehouse at {warehouse}; run `chartaudit run` first")
+            raise ReportError(f"no warehouse at {warehouse}; run `chartaudit run` first")
         path, _ = steps.report_step(warehouse, period, out_dir)
         out.print(f"report: {path.resolve()}")
 

@@ -1,4 +1,4 @@
-"""Files a run creates are the owner's alone, and its work folder does not outlive it.
+"""Files a run creates are the owner's alone (its work folder: flows/workfolder.py).
 
 The warehouse (and DuckDB's .wal and spill files beside it), the work folder's Parquet files and
 the reports hold case data: a run creates them with the umask 077 (files 0600, folders 0700),
@@ -9,14 +9,10 @@ operator gave them (a warehouse shared with a group of analysts stays shared).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 OWNER_ONLY_UMASK = 0o077
-WORK_FOLDER_PREFIX = "chartaudit-run-"
 
 
 @contextmanager
@@ -28,14 +24,3 @@ def owner_only_files() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
-
-
-@contextmanager
-def work_folder() -> Iterator[Path]:
-    """A fresh ``chartaudit-run-*`` folder in the temp folder (TMPDIR), mode 0700, removed with
-    everything in it when the block ends, whether the run succeeded or failed."""
-    path = Path(tempfile.mkdtemp(prefix=WORK_FOLDER_PREFIX))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

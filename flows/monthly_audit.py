@@ -15,11 +15,18 @@ from prefect.cache_policies import NONE
 
 from chartaudit.audits.engine import DEFAULT_RULESET
 from chartaudit.flows import steps
-from chartaudit.flows.files import owner_only_files, work_folder
+from chartaudit.flows.checkpoints import checkpoint
+from chartaudit.flows.conditions import install_log_filter
+from chartaudit.flows.files import owner_only_files
 from chartaudit.flows.settings import ThresholdSettings, thresholds
+from chartaudit.flows.workfolder import work_folder
 from chartaudit.storage import warehouse
 
 FILE_IO_RETRIES = 2
+
+# A known condition (rejected extract, threshold passed, busy warehouse…) logs one line, not
+# Prefect's traceback; a bug keeps its traceback (flows/conditions.py).
+install_log_filter()
 
 
 def _retry_on_io_error(task, task_run, state) -> bool:
@@ -47,6 +54,7 @@ def load(
 ) -> steps.RunPlan:
     logger = get_run_logger()
     plan = steps.load_step(Path(extract_dir), Path(work), period, ruleset, tuple(measure_folders))
+    checkpoint("load")
     if plan.timezone_defaulted:
         logger.warning("manifest.json gives no time zone: naive timestamps are read as UTC")
     if plan.coverage_end_observed:
@@ -67,6 +75,7 @@ def load(
 def validate(work: str, limits: ThresholdSettings) -> None:
     logger = get_run_logger()
     validated = steps.validate_step(Path(work), limits)
+    checkpoint("validate")
     for row in validated.load_counts.iter_rows(named=True):
         logger.info(
             "%s: %d rows read, %d loaded (%d with data-quality warnings), %d quarantined",
@@ -83,6 +92,7 @@ def validate(work: str, limits: ThresholdSettings) -> None:
 @task(cache_policy=NONE)
 def audit(work: str, warehouse_path: str) -> int:
     cases = steps.audit_step(Path(work), Path(warehouse_path))
+    checkpoint("audit")
     logger = get_run_logger()
     logger.info("%d cases judged", cases)
     rejudged = steps.rejudged_summary(Path(work))
@@ -99,7 +109,9 @@ def summarise(work: str) -> None:
 
 @io_task
 def publish(work: str, warehouse_path: str) -> None:
-    steps.publish_step(Path(work), Path(warehouse_path))
+    steps.publish_step(
+        Path(work), Path(warehouse_path), before_commit=lambda: checkpoint("publish")
+    )
 
 
 @io_task
@@ -141,21 +153,39 @@ def monthly_audit(
     quarantined share of every table. Earlier months' pending cases that this extract decides
     are judged again. A rejected extract writes nothing; any later failure (a table past a
     limit included) marks the run failed and leaves every result and report as it was. Files
-    the run creates are the owner's only, and its work folder is removed at the end, also after
-    a failure (flows/files.py).
+    the run creates are the owner's only (flows/files.py), and its work folder is removed at the
+    end, also after a failure (flows/workfolder.py).
+
+    From before it records itself ``running`` to its end the run holds the warehouse's run lock:
+    another run meanwhile fails with WarehouseBusy and writes nothing, and a ``running`` run
+    this one finds is one whose process died; it is recorded ``failed`` (interrupted).
     """
     limits = thresholds(max_quarantine_share)  # a malformed settings file fails here
-    with owner_only_files(), work_folder() as work_path:
-        work = str(work_path)
+    with owner_only_files(), work_folder() as folder:
+        work = str(folder)
         plan = load(extract_dir, work, period, ruleset, list(measure_folders or []))
-        warehouse.begin_run(Path(warehouse_path), plan.record)
-        try:
-            validate(work, limits)
-            cases = audit(work, warehouse_path)
-            summarise(work)
-            publish(work, warehouse_path)
-        except Exception as exc:
-            warehouse.fail_run(Path(warehouse_path), plan.run_id, f"{type(exc).__name__}: {exc}")
-            raise
-        path = report(warehouse_path, plan.period, out_dir)
-        return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
+        with warehouse.run_lock(Path(warehouse_path), plan.record):
+            _log_interrupted(warehouse.begin_run(Path(warehouse_path), plan.record))
+            try:
+                validate(work, limits)
+                cases = audit(work, warehouse_path)
+                summarise(work)
+                publish(work, warehouse_path)
+            except Exception as exc:
+                warehouse.fail_run(
+                    Path(warehouse_path), plan.run_id, f"{type(exc).__name__}: {exc}"
+                )
+                raise
+            path = report(warehouse_path, plan.period, out_dir)
+    return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
+
+
+def _log_interrupted(runs: list[warehouse.InterruptedRun]) -> None:
+    for run in runs:
+        get_run_logger().warning(
+            "run %s (period %s, started %s) was interrupted: its process died before it"
+            " finished; recorded as failed",
+            run.run_id,
+            run.period,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}",
+        )

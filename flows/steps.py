@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -320,7 +321,9 @@ def summarise_step(work: Path) -> pl.DataFrame:
     return summary
 
 
-def publish_step(work: Path, warehouse_path: Path) -> None:
+def publish_step(
+    work: Path, warehouse_path: Path, before_commit: Callable[[], None] | None = None
+) -> None:
     """Everything the run produced lands in the warehouse in one transaction."""
     plan = RunPlan.load(work)
     validated = ValidatedExtract.load(work / "validated")
@@ -339,7 +342,9 @@ def publish_step(work: Path, warehouse_path: Path) -> None:
         rejudge_runs=pl.read_parquet(results / "rejudge_runs.parquet"),
     )
     coverage_end = datetime.fromisoformat(plan.coverage_end)
-    warehouse.publish_run(warehouse_path, plan.run_id, plan.extract_id, coverage_end, outputs)
+    warehouse.publish_run(
+        warehouse_path, plan.run_id, plan.extract_id, coverage_end, outputs, before_commit
+    )
 
 
 def rejudged_summary(work: Path) -> str:

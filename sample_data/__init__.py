@@ -3,3 +3,7 @@
 from pathlib import Path
 
 DEMO_EXTRACT = Path(__file__).parent / "demo_extract"
+
+
+class GeneratorArgumentError(ValueError):
+    """An argument the generator cannot honour (too few patients, a malformed month…)."""

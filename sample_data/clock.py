@@ -13,6 +13,8 @@ from calendar import monthrange
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from chartaudit.sample_data import GeneratorArgumentError
+
 
 class Unplaceable(Exception):
     """A scenario's timeline does not fit inside the extract's coverage."""
@@ -40,7 +42,7 @@ class Clock:
 
     def __init__(self, timezone: str, end_month: str, months: int) -> None:
         if months < 1:
-            raise ValueError("months must be at least 1")
+            raise GeneratorArgumentError("months must be at least 1")
         self.zone = ZoneInfo(timezone)
         end_year, end_mon = (int(part) for part in end_month.split("-"))
         self.months = [shift_month(end_year, end_mon, -k) for k in reversed(range(months))]

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
-from chartaudit.sample_data import dirty as dirty_scenarios
 from chartaudit.sample_data import (
+    GeneratorArgumentError,
     scenarios_ln01,
     scenarios_ln02_04,
     scenarios_ln05,
@@ -39,6 +39,7 @@ from chartaudit.sample_data import (
     scenarios_ln11_13,
     scenarios_ln14_15,
 )
+from chartaudit.sample_data import dirty as dirty_scenarios
 from chartaudit.sample_data.answer_key import outcome_counts, write_answer_key
 from chartaudit.sample_data.background import background_patient
 from chartaudit.sample_data.chart import Chart, Context, Scenario
@@ -95,7 +96,9 @@ def scenario_counts(patients: int, months: int, *, dirty_rows: bool) -> dict[str
         counts[filler] = max(counts[filler], months)
     special = sum(counts.values())
     if special > patients:
-        raise ValueError(f"patients={patients} is too few for every scenario; use >= {special}")
+        raise GeneratorArgumentError(
+            f"patients={patients} is too few for every scenario; use >= {special}"
+        )
     counts[BACKGROUND] = patients - special
     return counts
 
@@ -147,7 +150,7 @@ def generate_extract(
 ) -> GeneratedExtract:
     """Write a synthetic extract of ``months`` calendar months ending with ``end_month``."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", end_month):
-        raise ValueError(f"end_month must look like 2026-10, not {end_month!r}")
+        raise GeneratorArgumentError(f"end_month must look like 2026-10, not {end_month!r}")
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     clock = Clock(timezone, end_month, months)

@@ -12,6 +12,7 @@ from typing import IO, Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from chartaudit.sample_data import GeneratorArgumentError
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES, TableSpec
 
 CHUNK_ROWS = 50_000
@@ -84,7 +85,7 @@ class ExtractSink:
 
     def __init__(self, out_dir: Path, fmt: str) -> None:
         if fmt not in FORMATS:
-            raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
+            raise GeneratorArgumentError(f"fmt must be one of {FORMATS}, not {fmt!r}")
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in TABLE_ORDER:  # a stale table of the other format would confuse the loader
             for other in FORMATS:

@@ -49,6 +49,10 @@ BEYOND_HEADER = "fields beyond the header"
 HEADER_VALUE = "header value"
 
 
+class IdentifiersFound(RuntimeError):
+    """The PHI scan found identifier-like columns or values (a known condition: exit 1)."""
+
+
 @dataclass(frozen=True)
 class PhiFinding:
     """One identifier-like column name, or the identifier-like values of one kind in a column."""

@@ -3,10 +3,20 @@
 One process writes at a time (DuckDB's rule); analysts open the file read-only between runs.
 A run's canonical tables, quarantine, data-quality warnings, results and summary land in ONE
 transaction, so a run that fails part-way leaves every earlier result exactly as it was.
+
+A run holds the warehouse's run lock (``audit.duckdb.lock`` beside the file) from before it
+records itself ``running`` until it has finished: DuckDB's own lock lasts only while a
+connection is open, and a run opens the file briefly several times. Holding the run lock is also
+what makes a ``running`` row found by the next run provably one whose process died.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +41,17 @@ STORAGE_COMPATIBILITY = "v1.0.0"
 STORAGE_VERSION_NUMBER = 64  # what that format writes in the file header (bytes 12-19)
 
 
+# What the next run writes into `runs.error` of a run it finds `running` with no process.
+INTERRUPTED = "interrupted: the process died before the run finished"
+LOCK_SUFFIX = ".lock"
+
+
 class WarehouseBusy(RuntimeError):
-    """Another process holds the warehouse file."""
+    """Another run is writing the warehouse, or another process holds the file."""
+
+
+class WarehouseUnreadable(RuntimeError):
+    """The warehouse file cannot be opened for another reason than a lock (not a DuckDB file)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,8 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
             con = duckdb.connect(str(path), config=config)
     except duckdb.IOException as exc:
         first_line = str(exc).splitlines()[0]
+        if "lock" not in first_line.lower():  # not a DuckDB file, a disk fault…: no retry helps
+            raise WarehouseUnreadable(f"cannot open warehouse {path}: {first_line}") from exc
         raise WarehouseBusy(
             f"cannot open warehouse {path}: {first_line} — close other sessions on it and retry"
         ) from exc
@@ -78,9 +99,114 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LATEST_VIEWS_DDL)
 
 
-def begin_run(path: Path, run: RunRecord) -> None:
-    """Record a run as ``running`` (its own small transaction), so a crash stays visible."""
+# --- the run lock --------------------------------------------------------------------------
+
+# Warehouses whose run lock this process holds (resolved path -> the lock file's descriptor).
+_held_locks: dict[Path, int] = {}
+
+
+def lock_path(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+@contextmanager
+def run_lock(path: Path, run: RunRecord) -> Iterator[None]:
+    """Hold the warehouse's run lock for a whole run, or raise WarehouseBusy naming the run that
+    holds it. The lock is an flock on ``<warehouse>.lock``: the kernel drops it when the holder
+    exits, however it dies, so a killed run never leaves the warehouse locked. The file stays
+    (empty between runs); removing it would let two runs lock two different files."""
+    _require_folder(path)
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)  # it names the run
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WarehouseBusy(_busy_message(path, _read_holder(fd))) from None
+        holder = {
+            "run_id": run.run_id,
+            "period": run.period,
+            "started_at": run.started_at.astimezone(UTC).isoformat(),
+            "pid": os.getpid(),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        key = Path(path).resolve()
+        _held_locks[key] = fd
+        try:
+            yield
+        finally:
+            del _held_locks[key]
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_can_start_run(path: Path) -> None:
+    """Raise WarehouseUnreadable when the warehouse's folder does not exist, WarehouseBusy when
+    a run holds its run lock. Takes nothing and writes nothing: a command line refuses at once,
+    before it starts anything."""
+    _require_folder(path)
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise WarehouseBusy(_busy_message(path, _read_holder(fd))) from None
+    finally:
+        os.close(fd)
+
+
+def _require_folder(path: Path) -> None:
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise WarehouseUnreadable(f"cannot open warehouse {path}: no folder {folder}")
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:  # the holder is writing it at this instant
+        return {}
+
+
+def _busy_message(path: Path, holder: dict) -> str:
+    if not holder:
+        return f"warehouse is busy: another run is writing {path}; try again when it has finished"
+    started = datetime.fromisoformat(holder["started_at"]).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"warehouse is busy: run {holder['run_id']} (period {holder['period']}, started"
+        f" {started}, process {holder['pid']}) is writing {path}; try again when it has finished"
+    )
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    run_id: str
+    period: str
+    started_at: datetime
+
+
+def begin_run(path: Path, run: RunRecord) -> list[InterruptedRun]:
+    """Record a run as ``running`` (its own small transaction), so a crash stays visible.
+
+    The caller holds the run lock, so any other ``running`` row belongs to a run whose process
+    died (killed, or the machine went down): it is recorded ``failed`` with INTERRUPTED, in the
+    same transaction, and returned for the run log."""
+    if Path(path).resolve() not in _held_locks:
+        raise RuntimeError(f"begin_run on {path} without its run lock (warehouse.run_lock)")
     with connect(path) as con:
+        con.begin()
+        interrupted = con.execute(
+            "SELECT run_id, period, started_at FROM runs WHERE status = 'running'"
+            " ORDER BY started_at"
+        ).fetchall()
+        con.execute(
+            "UPDATE runs SET status = 'failed', error = ? WHERE status = 'running'",
+            [f"{INTERRUPTED} (found by run {run.run_id})"],
+        )
         con.execute(
             "INSERT INTO runs (run_id, period, ruleset, status, started_at, extract_id,"
             " input_digest, code_version, timezone, kind)"
@@ -96,6 +222,8 @@ def begin_run(path: Path, run: RunRecord) -> None:
                 run.timezone,
             ],
         )
+        con.commit()
+    return [InterruptedRun(*row) for row in interrupted]
 
 
 def fail_run(path: Path, run_id: str, error: str) -> None:
@@ -141,9 +269,15 @@ def earlier_pending_cases(path: Path | None, period: str) -> pl.DataFrame | None
 
 
 def publish_run(
-    path: Path, run_id: str, extract_id: str, coverage_end: datetime, outputs: RunOutputs
+    path: Path,
+    run_id: str,
+    extract_id: str,
+    coverage_end: datetime,
+    outputs: RunOutputs,
+    before_commit: Callable[[], None] | None = None,
 ) -> None:
-    """Replace the canonical tables and add the run's results, all in one transaction."""
+    """Replace the canonical tables and add the run's results, all in one transaction.
+    ``before_commit`` runs with everything written and nothing committed (a test's kill point)."""
     provenance = {"run_id": pl.lit(run_id), "extract_id": pl.lit(extract_id)}
     incoming = {
         **{t: outputs.tables[t].with_columns(extract_id=pl.lit(extract_id)) for t in TABLE_ORDER},
@@ -182,6 +316,8 @@ def publish_run(
                 " WHERE run_id = ?",
                 [datetime.now(UTC), coverage_end, run_id],
             )
+            if before_commit is not None:
+                before_commit()
             con.commit()
         except BaseException:
             con.rollback()

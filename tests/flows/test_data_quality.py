@@ -35,11 +35,12 @@ def back_dated_mri(folder: Path) -> Path:
 def run_steps(extract: Path, path: Path, work: Path, period: str, limits=None):
     work.mkdir()
     plan = steps.load_step(extract, work, period)
-    warehouse.begin_run(path, plan.record)
-    steps.validate_step(work, limits)
-    steps.audit_step(work, path)
-    steps.summarise_step(work)
-    steps.publish_step(work, path)
+    with warehouse.run_lock(path, plan.record):
+        warehouse.begin_run(path, plan.record)
+        steps.validate_step(work, limits)
+        steps.audit_step(work, path)
+        steps.summarise_step(work)
+        steps.publish_step(work, path)
     return plan
 
 

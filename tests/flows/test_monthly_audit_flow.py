@@ -137,11 +137,11 @@ def test_the_flow_writes_owner_only_files_and_removes_its_work_folder(
     seen = {}
     publish = steps.publish_step
 
-    def recording_publish(work, warehouse_path):
+    def recording_publish(work, warehouse_path, **kwargs):
         seen["work"] = work
         seen["modes"] = {stat.S_IMODE(p.stat().st_mode) for p in work.rglob("*")}
         seen["files"] = sum(1 for p in work.rglob("*") if p.is_file())
-        publish(work, warehouse_path)
+        publish(work, warehouse_path, **kwargs)
 
     monkeypatch.setattr(steps, "publish_step", recording_publish)
     before = os.umask(0o022)

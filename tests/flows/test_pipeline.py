@@ -144,11 +144,12 @@ def run_pipeline(extract: Path, warehouse_path: Path, work: Path, period: str = 
     """The flow's steps in order, as the Prefect flow runs them."""
     work.mkdir()
     plan = steps.load_step(extract, work, period)
-    warehouse.begin_run(warehouse_path, plan.record)
-    steps.validate_step(work)
-    steps.audit_step(work, warehouse_path)
-    steps.summarise_step(work)
-    steps.publish_step(work, warehouse_path)
+    with warehouse.run_lock(warehouse_path, plan.record):
+        warehouse.begin_run(warehouse_path, plan.record)
+        steps.validate_step(work)
+        steps.audit_step(work, warehouse_path)
+        steps.summarise_step(work)
+        steps.publish_step(work, warehouse_path)
     return plan
 
 

@@ -15,7 +15,8 @@ from chartaudit.audits.engine import Catalogue
 from chartaudit.audits.measure import MeasureError
 from chartaudit.audits.period import PeriodError, parse_period
 from chartaudit.flows import steps
-from chartaudit.flows.files import owner_only_files, work_folder
+from chartaudit.flows.files import owner_only_files
+from chartaudit.flows.workfolder import work_folder
 from chartaudit.reports.render import ReportError, report_path
 from chartaudit.storage import warehouse
 from tests.flows.test_cli import chartaudit
@@ -71,7 +72,12 @@ def test_run_and_report_refuse_a_hostile_period_and_write_nothing(generated, tmp
         "error: period '../../x' is not a month like 2026-10\n",
     )
     assert tree(work) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.duckdb", "cwd", "w"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "audit.duckdb",
+        "audit.duckdb.lock",  # the run lock's file, beside the warehouse (storage/warehouse.py)
+        "cwd",
+        "w",
+    ]
 
 
 @pytest.mark.parametrize("measure_id", ["../x", "a/b", "..", "x.", "LN 01", ""])

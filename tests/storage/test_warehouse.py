@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -99,8 +100,9 @@ def record(run_id: str, period: str = "2026-10") -> warehouse.RunRecord:
 
 
 def publish(path: Path, run_id: str, outcomes: list[str], period: str = "2026-10") -> None:
-    warehouse.begin_run(path, record(run_id, period))
-    warehouse.publish_run(path, run_id, "x1", T0, outputs(run_id, period, outcomes))
+    with warehouse.run_lock(path, record(run_id, period)):
+        warehouse.begin_run(path, record(run_id, period))
+        warehouse.publish_run(path, run_id, "x1", T0, outputs(run_id, period, outcomes))
 
 
 def snapshot(path: Path) -> dict[str, list]:
@@ -197,8 +199,9 @@ def test_rows_without_an_id_are_published_with_their_content_name(tmp_path):
         },
         schema=tables["labs"].schema,
     )
-    warehouse.begin_run(path, record("r1"))
-    warehouse.publish_run(path, "r1", "x1", T0, outputs("r1", "2026-10", ["met"], tables))
+    with warehouse.run_lock(path, record("r1")):
+        warehouse.begin_run(path, record("r1"))
+        warehouse.publish_run(path, "r1", "x1", T0, outputs("r1", "2026-10", ["met"], tables))
     with warehouse.connect(path, read_only=True) as con:
         rows = con.execute("SELECT source_line, row_id FROM labs").fetchall()
     content = f'["P0",null,"2276-4",31.5,null,"ng/mL",{int(T0.timestamp() * 1e6)},null]'
@@ -222,15 +225,16 @@ def test_a_failing_publish_leaves_the_warehouse_as_it_was(tmp_path):
     path = tmp_path / "w.duckdb"
     publish(path, "r1", ["met", "not_met"])
     before = snapshot(path)
-    warehouse.begin_run(path, record("r2"))
     bad = outputs("r2", "2026-10", ["met"])
     broken_cases = bad.case_results.with_columns(evidence=pl.lit(None, pl.String))  # NOT NULL
     bad = warehouse.RunOutputs(
         bad.tables, bad.quarantine, bad.load_counts, bad.measures, broken_cases, bad.measure_summary
     )
-    with pytest.raises(duckdb.ConstraintException):
-        warehouse.publish_run(path, "r2", "x1", T0, bad)
-    warehouse.fail_run(path, "r2", "ConstraintException: evidence is NULL\nsecond line")
+    with warehouse.run_lock(path, record("r2")):
+        warehouse.begin_run(path, record("r2"))
+        with pytest.raises(duckdb.ConstraintException):
+            warehouse.publish_run(path, "r2", "x1", T0, bad)
+        warehouse.fail_run(path, "r2", "ConstraintException: evidence is NULL\nsecond line")
     after = snapshot(path)
     runs_after = after.pop("runs")
     before.pop("runs")
@@ -277,3 +281,115 @@ def test_a_busy_warehouse_gives_one_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+# --- the run lock ---------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from datetime import datetime, UTC
+from pathlib import Path
+from chartaudit.storage import warehouse
+run = warehouse.RunRecord("held", "2026-09", "source-2025", "x1", "d1", "0.1", "UTC",
+                          datetime(2026, 11, 2, 12, 0, tzinfo=UTC))
+with warehouse.run_lock(Path(sys.argv[1]), run):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+    """Another process holding the run lock of w.duckdb (run 'held', period 2026-09)."""
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    yield path, holder
+    holder.kill()
+    holder.wait()
+
+
+def test_a_run_holding_the_lock_makes_another_busy_naming_it(lock_holder):
+    path, holder = lock_holder
+    before = snapshot(path)
+    expected = (
+        f"warehouse is busy: run held (period 2026-09, started 2026-11-02 12:00:00 UTC, process"
+        f" {holder.pid}) is writing {path}; try again when it has finished"
+    )
+    with pytest.raises(warehouse.WarehouseBusy) as probed:
+        warehouse.check_can_start_run(path)
+    assert str(probed.value) == expected
+    with pytest.raises(warehouse.WarehouseBusy) as taken, warehouse.run_lock(path, record("r2")):
+        pytest.fail("two runs held the lock at once")
+    assert str(taken.value) == expected
+    assert snapshot(path) == before
+
+
+def test_readers_open_the_warehouse_while_a_run_holds_the_lock(lock_holder):
+    path, _ = lock_holder
+    with warehouse.connect(path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM latest_case_results").fetchone()[0] == 1
+
+
+def test_the_lock_dies_with_its_holder(lock_holder):
+    path, holder = lock_holder
+    holder.kill()  # SIGKILL: no cleanup code runs
+    holder.wait()
+    warehouse.check_can_start_run(path)
+    with warehouse.run_lock(path, record("r2")):
+        assert json.loads(warehouse.lock_path(path).read_text())["run_id"] == "r2"
+    assert warehouse.lock_path(path).read_text() == ""  # between runs the file stays, empty
+
+
+def test_checking_an_unlocked_warehouse_writes_nothing(tmp_path):
+    warehouse.check_can_start_run(tmp_path / "w.duckdb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_warehouse_in_a_missing_folder_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "nowhere" / "w.duckdb"
+    message = f"cannot open warehouse {path}: no folder {tmp_path / 'nowhere'}"
+    with pytest.raises(warehouse.WarehouseUnreadable) as checked:
+        warehouse.check_can_start_run(path)
+    assert str(checked.value) == message
+    with (
+        pytest.raises(warehouse.WarehouseUnreadable, match="no folder"),
+        warehouse.run_lock(path, record("r1")),
+    ):
+        pytest.fail("a run began without its warehouse folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_begin_run_needs_the_run_lock(tmp_path):
+    with pytest.raises(RuntimeError, match=r"begin_run on .*w\.duckdb without its run lock"):
+        warehouse.begin_run(tmp_path / "w.duckdb", record("r1"))
+
+
+def test_the_next_run_records_an_interrupted_one_as_failed(tmp_path):
+    """A `running` row found while holding the lock belongs to a process that died."""
+    path = tmp_path / "w.duckdb"
+    publish(path, "r1", ["met"])
+    with warehouse.run_lock(path, record("r2")):
+        assert warehouse.begin_run(path, record("r2")) == []
+    # r2's process died here: nothing marked it failed, and the lock went with it.
+    with warehouse.run_lock(path, record("r3")):
+        interrupted = warehouse.begin_run(path, record("r3"))
+        warehouse.publish_run(path, "r3", "x1", T0, outputs("r3", "2026-10", ["not_met"]))
+    assert interrupted == [warehouse.InterruptedRun("r2", "2026-10", T0)]
+    with warehouse.connect(path, read_only=True) as con:
+        ledger = con.execute(
+            "SELECT run_id, status, finished_at IS NULL, error FROM runs ORDER BY run_id"
+        ).fetchall()
+    assert ledger == [
+        ("r1", "succeeded", False, None),
+        (
+            "r2",
+            "failed",
+            True,
+            "interrupted: the process died before the run finished (found by run r3)",
+        ),
+        ("r3", "succeeded", False, None),
+    ]
