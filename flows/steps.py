@@ -265,6 +265,9 @@ def measure_frame(ran: list[MeasureRun]) -> pl.DataFrame:
         "changes": pl.String,
         "components": pl.List(pl.String),
         "also_report": pl.List(pl.String),
+        "target": pl.Float64,
+        "target_source": pl.String,
+        "definition": pl.String,
     }
     return pl.DataFrame([asdict(m) for m in ran], schema=schema)
 
