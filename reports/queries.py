@@ -1,31 +1,50 @@
 """The warehouse reads behind the report: one query per section, each over the `latest_*` views
-or one run's rows (parameters ``$period``, ``$run_id``, ``$cap``, ``$top``)."""
+or one run's rows (parameters ``$period``, ``$first``, ``$run_id``, ``$cap``, ``$top``)."""
 
+# {extra}: the measures columns added since v1 this warehouse has (target, target_source,
+# definition), each selected as itself or as NULL (render.py), so an older warehouse still reads.
 MEASURES_SQL = """
 WITH m AS (
     SELECT measure_id, any_value(measure_version) AS measure_version, any_value(title) AS title,
            any_value(unit) AS unit, any_value(measure_type) AS measure_type,
            any_value(reference_hours) AS reference_hours, any_value(ruleset) AS ruleset,
-           any_value(window_hours) AS window_hours, any_value(changes) AS changes
+           any_value(window_hours) AS window_hours, any_value(changes) AS changes,
+           any_value(source) AS source, {extra}
     FROM measures WHERE run_id = $run_id GROUP BY measure_id
 ),
 s AS (
     SELECT * FROM latest_measure_summary WHERE period = $period AND stratum_kind = 'all'
 )
 SELECT coalesce(m.measure_id, s.measure_id) AS measure_id,
-       m.measure_version, m.title, m.unit, m.measure_type, m.reference_hours, m.ruleset,
-       m.window_hours, m.changes,
+       m.* EXCLUDE (measure_id),
        s.denominator, s.met, s.not_met, s.excluded, s.pending, s.rate, s.ci_low, s.ci_high
 FROM m FULL OUTER JOIN s ON s.measure_id = m.measure_id
 ORDER BY measure_id
 """
 
-STRATA_SQL = """
-SELECT measure_id, stratum_kind, coalesce(stratum, 'unknown') AS stratum,
+# Every stratum of the period's measure summary, for suppression (which looks at a measure's
+# strata of one kind together) before anything is shown.
+SUMMARY_SQL = """
+SELECT measure_id, period, stratum_kind,
+       CASE WHEN stratum_kind = 'all' THEN NULL ELSE coalesce(stratum, 'unknown') END AS stratum,
        denominator, met, not_met, excluded, pending, rate, ci_low, ci_high
 FROM latest_measure_summary
-WHERE period = $period AND stratum_kind IN ('site', 'setting')
-ORDER BY measure_id, CASE stratum_kind WHEN 'site' THEN 0 ELSE 1 END, stratum
+WHERE period = $period
+ORDER BY measure_id, CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE 2 END, stratum
+"""
+
+# The months of the trend charts: the `all` rows of each period from $first to $period, and the
+# periods that have a succeeded run at all (a month without one is a gap, not a zero).
+TREND_SQL = """
+SELECT measure_id, period, stratum_kind, NULL::VARCHAR AS stratum,
+       denominator, met, not_met, excluded, pending, rate, ci_low, ci_high
+FROM latest_measure_summary
+WHERE stratum_kind = 'all' AND period BETWEEN $first AND $period
+ORDER BY measure_id, period
+"""
+
+RUN_PERIODS_SQL = """
+SELECT period FROM latest_runs WHERE period BETWEEN $first AND $period ORDER BY period
 """
 
 # Components (LN-04's exam parts) and also-reported facts (LN-07's loss of protective sensation),
@@ -44,17 +63,6 @@ ORDER BY s.measure_id, CASE s.kind WHEN 'component' THEN 0 ELSE 1 END,
 # Time to the numerator event (timeliness measures, and LN-01's 4 h reference line).
 TIMING_SQL = """
 SELECT * FROM latest_timing_summary WHERE period = $period ORDER BY measure_id
-"""
-
-NOT_MET_SQL = """
-SELECT measure_id, patient_id, encounter_id, site_id, setting, index_time, evidence,
-       count(*) OVER (PARTITION BY measure_id) AS total
-FROM latest_case_results
-WHERE period = $period AND outcome = 'not_met'
-QUALIFY row_number() OVER (
-    PARTITION BY measure_id ORDER BY index_time, patient_id, encounter_id
-) <= $cap
-ORDER BY measure_id, index_time, patient_id, encounter_id
 """
 
 # Pending cases judged again: by an audit run, those of earlier months (rejudged_cases.run_id);
