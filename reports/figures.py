@@ -125,10 +125,9 @@ def _trend_caption(
         f"{len(months)} months, {points.height} with a rate."
     ]
     if measure.get("measure_type") in AVOIDANCE_WORDS:
-        words.append(
-            f"A {measure['measure_type']} measure: {AVOIDANCE_WORDS[measure['measure_type']]}, so "
-            "higher is better."
-        )
+        kind = measure["measure_type"]
+        article = "An" if kind[0] in "aeiou" else "A"
+        words.append(f"{article} {kind} measure: {AVOIDANCE_WORDS[kind]}, so higher is better.")
     if points.height >= MIN_POINTS:
         words.append(
             f"Centre line {fmt.pct(points['centre'][0])} (all cases of the months shown); the "
