@@ -112,7 +112,7 @@ def p_chart_svg(
     x = list(range(len(periods)))
     # Fixed margins, not a layout engine: that would draw every chart twice (2x the time).
     figure = Figure(figsize=(6.8, 2.6))
-    figure.subplots_adjust(left=0.1, right=0.98, bottom=0.25, top=0.88)
+    figure.subplots_adjust(left=0.125, right=0.98, bottom=0.25, top=0.88)
     axes = figure.add_subplot()
     axes.step(x, chart["upper"].to_list(), where="mid", color=LIMIT, linewidth=0.8,
               linestyle=(0, (4, 2)), label="3-sigma limits")  # fmt: skip

@@ -35,11 +35,13 @@ def month_shift(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def rate_label(measure_type: str | None) -> str:
+# The rate axis, short enough for the p-chart's height: what met means for avoidance measures.
+AXIS_WORDS = {"overuse": "met = no overuse", "safety": "met = no unsafe care"}
+
+
+def rate_label(measure_type: str | None, separator: str = "\n") -> str:
     """The rate axis: every rate is higher-is-better; avoidance measures say what met means."""
-    if measure_type in AVOIDANCE_WORDS:
-        return f"rate ({AVOIDANCE_WORDS[measure_type]}; higher is better)"
-    return "rate (higher is better)"
+    return separator.join((AXIS_WORDS.get(measure_type or "", "rate"), "higher is better"))
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def sites_chart(
         [charts.SiteRate(s["stratum"], s["rate"], s["ci_low"], s["ci_high"]) for s in drawn],
         overall=overall,
         chart_id=f"sites-{measure['measure_id']}",
-        rate_label=rate_label(measure.get("measure_type")),
+        rate_label=rate_label(measure.get("measure_type"), separator="; "),
     )
     words = [f"Rate at each site this month with its 95 % interval ({len(drawn)} sites)"]
     if overall is not None:
