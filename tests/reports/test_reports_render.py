@@ -316,6 +316,14 @@ def test_self_contained(page: str) -> None:
     ) in page
 
 
+def test_every_num_cell_has_a_data_field(page: str) -> None:
+    cells = re.findall(r'<td class="num[^"]*"[^>]*>', page)
+    assert len(cells) > 100
+    assert [c for c in cells if "data-field=" not in c] == []
+    assert '<tr data-source="load_counts" data-run="r-new" data-table-name="orders">' in page
+    assert '<td class="num" data-field="quarantined_rows">4</td>' in page
+
+
 def test_data_quality_section(page: str) -> None:
     rows = _rows(page)
     # table, files, input, loaded, of them with warnings, quarantined
