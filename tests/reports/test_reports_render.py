@@ -649,3 +649,20 @@ def test_an_older_warehouse_is_a_clear_error(
     warehouse.execute("DROP VIEW latest_component_summary")
     with pytest.raises(ReportError, match="older chartaudit"):
         render_report(warehouse, "2026-10", tmp_path)
+
+
+def test_a_warehouse_from_before_targets_and_definitions_still_reports(
+    warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    for column in ("target", "target_source", "definition"):
+        warehouse.execute(f"ALTER TABLE measures DROP COLUMN {column}")
+    page = render_report(warehouse, "2026-10", tmp_path).read_text(encoding="utf-8")
+    start = page.index('<article class="definition" id="definition-LN-01"')
+    article = _text(page[start : page.index("</article>", start)])
+    assert "Source: src" in article
+    assert (
+        "This run did not record the definition in words (it was written by an older chartaudit,"
+        " or the measure is not in its catalogue); chartaudit measures show LN-01 prints the"
+        " current one."
+    ) in article
+    assert "Target" not in article
