@@ -75,6 +75,7 @@ def _without_own_script(page: str) -> str:
 def _text(page: str) -> str:
     """Visible text, tags removed and whitespace collapsed (entities left as written)."""
     body = re.sub(r"<style>.*?</style>", " ", page, flags=re.S)
+    body = re.sub(r"</?(?:span|a)\b[^>]*>", "", body)  # inline: no word break
     return " ".join(re.sub(r"<[^>]+>", " ", body).split())
 
 
