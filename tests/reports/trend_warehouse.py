@@ -44,7 +44,7 @@ def _site(i: int) -> tuple[str, str]:
 def _run(month: int) -> tuple:
     period = MONTHS[month - 1]
     return (f"r{month:02d}", period, "source-2025", "succeeded",
-            f"2026-{month + 1:02d}-03 08:00:00+00" if month < 12 else None,
+            f"2026-{month + 1:02d}-03 08:00:00+00",
             f"2026-{month + 1:02d}-03 08:05:00+00", f"x{month:02d}", "d", "0.2.0",
             "America/Chicago", f"2026-{month + 1:02d}-01 05:00:00+00", None, "audit", None,
             None)  # fmt: skip
