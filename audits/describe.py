@@ -213,6 +213,8 @@ def measure_lines(measure: Measure) -> list[str]:
     ]
     if measure.reference_hours is not None:
         lines.append(f"Reference line (reported, not the pass mark): {measure.reference_hours:g} h")
+    if measure.target is not None:
+        lines.append(f"Target: {100 * measure.target:g} % ({measure.target_source})")
     lines += ["", *definition_lines(measure.base), "", "Rule sets:"]
     for version in measure.versions:
         lines += ["  " + line for line in version_lines(measure, version)]

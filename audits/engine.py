@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from chartaudit.audits.compiler import MeasureCompiler
+from chartaudit.audits.describe import definition_lines
 from chartaudit.audits.measure import Measure, MeasureError, Version, leaves
 from chartaudit.audits.measure_parser import load_measures
 from chartaudit.audits.period import AuditPeriod
@@ -88,6 +89,9 @@ class MeasureRun:
     changes: str  # what this version changes, for rule sets that differ
     components: tuple[str, ...]  # names of the components reported as rates
     also_report: tuple[str, ...]  # names of the facts reported beside the rate
+    target: float | None  # a rate 0..1 the trend chart draws, with its source in words
+    target_source: str | None
+    definition: str  # the version's definition in words (the report's appendix)
 
 
 def window_hours(measure: Measure, version: Version) -> float | None:
@@ -140,6 +144,9 @@ def run_measures(
                 changes=version.changes,
                 components=tuple(x.name for x in definition.components),
                 also_report=tuple(x.name for x in definition.also_report),
+                target=measure.target,
+                target_source=measure.target_source or None,
+                definition="\n".join(definition_lines(definition)),
             )
         )
     return ran

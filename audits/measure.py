@@ -18,6 +18,11 @@ populations:
 - ``components`` (named parts whose rates are reported; ``{component: NAME}`` refers to one) and
   ``also_report`` (facts counted beside the rate; each case lists those that hold in ``flags``).
 
+Optional ``target`` (a rate from 0 to 1, e.g. ``0.9``) with ``target_source`` (words: the seed
+statement or named guideline that sets it) draws a target line on the measure's trend chart; one
+without the other is an error. Set a target only where a source gives one: no measure of the
+catalogue has one today, since neither the seed nor the guidelines it cites state a number.
+
 A version may replace ``index``, ``exclusions``, ``numerator``, ``components`` or
 ``also_report`` for its rule sets, with a ``changes`` sentence saying why.
 
@@ -187,6 +192,8 @@ class Measure:
     base: Definition
     versions: tuple[Version, ...]
     reference_hours: float | None = None
+    target: float | None = None  # a rate 0..1, drawn on the trend chart
+    target_source: str = ""  # the statement or guideline that sets the target
     path: Path | None = field(default=None, compare=False)
 
     def version_for(self, ruleset: str, period_start: date) -> Version | None:

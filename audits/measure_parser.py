@@ -283,7 +283,9 @@ class _Parser:
 
     def measure(self, data) -> Measure:
         required = {"id", "title", "unit", "type", "source", "versions", "index", "numerator"}
-        optional = {"exclusions", "also_report", "components", "reference_hours"}
+        optional = {
+            "exclusions", "also_report", "components", "reference_hours", "target", "target_source"
+        }  # fmt: skip
         self.keys("top level", data, required | optional, required)
         if not (isinstance(data["id"], str) and _MEASURE_ID.fullmatch(data["id"])):
             raise self.fail(
@@ -298,6 +300,7 @@ class _Parser:
             raise self.fail("versions", "needs a non-empty list")
         versions = tuple(self.version(f"versions[{i}]", v) for i, v in enumerate(data["versions"]))
         reference = data.get("reference_hours")
+        target, target_source = self.target(data)
         return Measure(
             id=str(data["id"]),
             title=str(data["title"]),
@@ -307,8 +310,21 @@ class _Parser:
             base=base,
             versions=versions,
             reference_hours=float(reference) if reference is not None else None,
+            target=target,
+            target_source=target_source,
             path=self.path,
         )
+
+    def target(self, data) -> tuple[float | None, str]:
+        """``target`` (a rate from 0 to 1) and ``target_source`` (words), both or neither."""
+        target, source = data.get("target"), " ".join(str(data.get("target_source", "")).split())
+        if target is None and not source:
+            return None, ""
+        if target is None or not source:
+            raise self.fail("target", "target and target_source go together: give both")
+        if isinstance(target, bool) or not isinstance(target, int | float) or not 0 <= target <= 1:
+            raise self.fail("target", f"{target!r} is not a rate from 0 to 1 (e.g. 0.9 for 90 %)")
+        return float(target), source
 
 
 def _date(value) -> date:

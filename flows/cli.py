@@ -245,14 +245,24 @@ def report(
     period: PeriodOption,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     out_dir: OutOption = DEFAULT_OUT,
+    suppress_below: Annotated[
+        int | None,
+        typer.Option(
+            "--suppress-below",
+            min=1,
+            help="Hide counts and rates of groups with fewer cases than this (11 is usual).",
+        ),
+    ] = None,
 ) -> None:
     """Render the HTML report of a period already audited into the warehouse."""
 
     def render() -> None:
         if not warehouse.exists():
             raise ReportError(f"no warehouse at {warehouse}; run `chartaudit run` first")
-        path, _ = steps.report_step(warehouse, period, out_dir)
+        path, _ = steps.report_step(warehouse, period, out_dir, suppress_below=suppress_below)
         out.print(f"report: {path.resolve()}")
+        if suppress_below is not None:
+            out.print(f"counts under {suppress_below} suppressed")
 
     _guarded(render)
 

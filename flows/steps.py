@@ -265,6 +265,9 @@ def measure_frame(ran: list[MeasureRun]) -> pl.DataFrame:
         "changes": pl.String,
         "components": pl.List(pl.String),
         "also_report": pl.List(pl.String),
+        "target": pl.Float64,
+        "target_source": pl.String,
+        "definition": pl.String,
     }
     return pl.DataFrame([asdict(m) for m in ran], schema=schema)
 
@@ -365,9 +368,15 @@ def _optional(path: Path) -> pl.DataFrame | None:
     return pl.read_parquet(path) if path.exists() else None
 
 
-def report_step(warehouse_path: Path, period: str, out_dir: Path) -> tuple[Path, str]:
-    """Render the period's HTML report from the warehouse; also return a Markdown summary."""
+def report_step(
+    warehouse_path: Path, period: str, out_dir: Path, suppress_below: int | None = None
+) -> tuple[Path, str]:
+    """Render the period's HTML report from the warehouse; also return a Markdown summary.
+    ``suppress_below`` N hides strata of 1 to N-1 cases in both (off when None)."""
     parse_period(period)  # the report's name comes from it: a bad one fails before any mkdir
     out_dir.mkdir(parents=True, exist_ok=True)
     with warehouse.connect(warehouse_path, read_only=True) as con:
-        return render_report(con, period, out_dir), render_markdown_summary(con, period)
+        return (
+            render_report(con, period, out_dir, suppress_below=suppress_below),
+            render_markdown_summary(con, period, suppress_below=suppress_below),
+        )

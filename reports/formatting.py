@@ -18,6 +18,14 @@ def ci(low: float | None, high: float | None) -> str:
     return f"{100 * low:.1f}\u2013{100 * high:.1f} %"
 
 
+def change(value: float | None) -> str:
+    """A change of rate in percentage points, signed: "+3.2 pp", "-1.0 pp", "0.0 pp"."""
+    if value is None:
+        return DASH
+    points = round(100 * value, 1)
+    return f"{points:+.1f} pp" if points else "0.0 pp"
+
+
 def count(value: int | None) -> str:
     return DASH if value is None else f"{value:,}"
 

@@ -1,13 +1,20 @@
 """The monthly compliance report: one self-contained HTML file, and a short Markdown summary.
 
 Both read the warehouse only (warehouse-contract.md): the newest succeeded run of the period from
-`latest_runs`; its rows in `latest_measure_summary`, `latest_component_summary`,
-`latest_timing_summary` and `latest_case_results`; that run's `measures`; the `rejudged_cases` it
-decided (for a `rejudge` run: the cases of its own month that were judged again); and the
-`load_counts`, `quarantine` and `data_quality` rows of the run that loaded the extract (a
-`rejudge` run loads nothing: those of the audit run that triggered it). Every value in the HTML
-goes through Jinja2's autoescaping (health data: a site name or evidence text is never trusted as
-markup), and the page has inline CSS only: no script, no external URL.
+`latest_runs`; its rows in `latest_measure_summary` (and those of up to 23 earlier months, for the
+trend charts), `latest_component_summary`, `latest_timing_summary` and `latest_case_results`
+(with the canonical tables, for the not-met cases' evidence in words: reports/cases.py); that
+run's `measures`; the `rejudged_cases` it decided (for a `rejudge` run: the cases of its own month
+that were judged again); and the `load_counts`, `quarantine` and `data_quality` rows of the run
+that loaded the extract (a `rejudge` run loads nothing: those of the audit run that triggered
+it). Every value in the HTML goes through Jinja2's autoescaping (health data: a site name or
+evidence text is never trusted as markup); the charts are matplotlib's SVG (reports/charts.py).
+The page has no external URL: its CSS and its one small script (the drill-down's filter and sort)
+are inline, and a Content-Security-Policy forbids any request. The page's DOM (classes and
+data-* attributes the browser tests read) is described in docs/decisions.md, "The report's DOM".
+
+``suppress_below`` N hides every stratum with 1 to N-1 cases (reports/suppression.py) in every
+table, chart and case list, and the page says so.
 """
 
 from __future__ import annotations
@@ -25,11 +32,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import jinja2
+import polars as pl
 
 from chartaudit.reports import formatting as fmt
 from chartaudit.reports import queries
+from chartaudit.reports.cases import not_met_cases
+from chartaudit.reports.figures import month_shift, read_trend, sites_chart, trend_chart
+from chartaudit.reports.suppression import (
+    SUPPRESSED_TEXT,
+    drop_suppressed_cases,
+    suppress_summary,
+    suppressed_strata,
+)
 
-# Not-met cases listed per measure; the rest are counted as omitted.
+# Not-met cases listed per measure (earliest index time first); `chartaudit export` writes them
+# all. 500 rows keep the page quick to open and print while covering a typical month whole.
 NOT_MET_ROW_CAP = 500
 # Cases judged again listed per (month, measure); the rest are counted as omitted.
 REJUDGED_ROW_CAP = 500
@@ -124,13 +141,66 @@ def _loading_run_id(fields: dict[str, Any]) -> str:
     return fields["run_id"]
 
 
-def _measure_view(row: dict[str, Any], run_ruleset: str | None) -> dict[str, Any]:
+# Columns of `measures` added since v1: an older warehouse reads them as NULL.
+_NEWER_MEASURE_COLUMNS = ("target", "target_source", "definition")
+
+
+def _measures_sql(con: duckdb.DuckDBPyConnection) -> str:
+    present = {
+        name
+        for (name,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'measures'"
+            " AND database_name = current_database() AND schema_name = current_schema()"
+        ).fetchall()
+    }
+    extra = ", ".join(
+        f"any_value({c}) AS {c}" if c in present else f"NULL AS {c}" for c in _NEWER_MEASURE_COLUMNS
+    )
+    return queries.MEASURES_SQL.format(extra=extra)
+
+
+def _summary(con: duckdb.DuckDBPyConnection, period: str, below: int | None) -> pl.DataFrame:
+    """Every stratum of the period, suppression applied (a boolean `suppressed` column)."""
+    return suppress_summary(con.sql(queries.SUMMARY_SQL, params={"period": period}).pl(), below)
+
+
+def _measures(
+    con: duckdb.DuckDBPyConnection,
+    fields: dict[str, Any],
+    period: str,
+    summary: pl.DataFrame,
+    previous: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The run's measures with their `all` stratum this month (suppression applied) and the
+    change of rate from the previous month's latest run."""
+    rows = _records(con, _measures_sql(con), {"run_id": fields["run_id"], "period": period})
+    shown = {r["measure_id"]: r for r in summary.filter(pl.col("stratum_kind") == "all").to_dicts()}
+    measures = []
+    for row in rows:
+        counted = shown.get(row["measure_id"], {"suppressed": False})
+        row = {**row, **{k: v for k, v in counted.items() if k in _SUMMARY_VALUES}}
+        row["suppressed"] = counted["suppressed"]
+        measures.append(_measure_view(row, fields.get("ruleset"), previous.get(row["measure_id"])))
+    return measures
+
+
+_SUMMARY_VALUES = (
+    "denominator", "met", "not_met", "excluded", "pending", "rate", "ci_low", "ci_high",
+)  # fmt: skip
+
+
+def _measure_view(
+    row: dict[str, Any], run_ruleset: str | None, previous: dict[str, Any] | None
+) -> dict[str, Any]:
     counts = [row.get(k) or 0 for k in ("denominator", "excluded", "pending")]
+    before = previous.get("rate") if previous and not previous["suppressed"] else None
+    rate = None if row["suppressed"] else row.get("rate")
     return {
         **row,
         "ruleset": row.get("ruleset") or run_ruleset,
         "changes": fmt.one_line(row.get("changes")),
-        "no_case": not any(counts),
+        "no_case": not row["suppressed"] and not any(counts),
+        "change": None if rate is None or before is None else rate - before,
     }
 
 
@@ -185,54 +255,90 @@ def _rejudged_groups(
     return list(groups.values())
 
 
+def _not_met(
+    con: duckdb.DuckDBPyConnection,
+    period: str,
+    zone_name: str,
+    summary: pl.DataFrame,
+) -> dict[str, dict[str, Any]]:
+    """Per measure: the not-met cases the page lists (those of suppressed strata left out; at
+    most NOT_MET_ROW_CAP, earliest index time first), with how many there are in all."""
+    cases = drop_suppressed_cases(not_met_cases(con, period), suppressed_strata(summary))
+    cases = cases.with_columns(
+        index_local=pl.col("index_time")
+        .dt.convert_time_zone(zone_name)
+        .dt.strftime("%Y-%m-%d %H:%M %:z"),
+        index_sort=pl.col("index_time").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%MZ"),
+        listed_total=pl.len().over("measure_id"),
+    ).filter(pl.int_range(pl.len()).over("measure_id") < NOT_MET_ROW_CAP)
+    return {
+        key[0]: {"cases": part.to_dicts(), "total": part["listed_total"][0]}
+        for key, part in cases.partition_by("measure_id", as_dict=True, maintain_order=True).items()
+    }
+
+
+def _section(
+    m: dict[str, Any],
+    strata: list[dict[str, Any]],
+    parts: dict[str, Any],
+    below: int | None,
+) -> dict[str, Any]:
+    mid = m["measure_id"]
+    listed = parts["not_met"].get(mid, {"cases": [], "total": 0})
+    not_met = None if m["suppressed"] else m.get("not_met")
+    return {
+        "measure": m,
+        "trend": trend_chart(parts["trend"], m, below, m.get("target")),
+        "sites": sites_chart(m, [r for r in strata if r["stratum_kind"] == "site"], below),
+        "strata": strata,
+        "components": parts["components"].get(mid, []),
+        "also_report": parts["also_report"].get(mid, []),
+        "timing": parts["timing"].get(mid),
+        "not_met": listed["cases"],
+        "not_met_listed_total": listed["total"],
+        "not_met_total": not_met,
+        "not_met_omitted": listed["total"] - len(listed["cases"]),
+        "not_met_left_out": (not_met or 0) - listed["total"],
+    }
+
+
 def _report_context(
-    con: duckdb.DuckDBPyConnection, period: str, generated_at: datetime
+    con: duckdb.DuckDBPyConnection,
+    period: str,
+    generated_at: datetime,
+    below: int | None,
 ) -> dict[str, Any]:
     run = _latest_run(con, period)
     fields = run.fields
-    run_id = fields["run_id"]
     zone = run.zone
 
-    measures = [
-        _measure_view(row, fields.get("ruleset"))
-        for row in _records(con, queries.MEASURES_SQL, {"run_id": run_id, "period": period})
-    ]
+    summary = _summary(con, period, below)
+    trend = read_trend(con, period, below)
+    previous_period = month_shift(period, -1)
+    previous = {
+        r["measure_id"]: r
+        for r in trend.summary.filter(pl.col("period") == previous_period).to_dicts()
+    }
+    measures = _measures(con, fields, period, summary, previous)
     strata: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _records(con, queries.STRATA_SQL, {"period": period}):
+    for row in summary.filter(pl.col("stratum_kind") != "all").to_dicts():
         strata[row["measure_id"]].append(row)
     components: dict[str, list[dict[str, Any]]] = defaultdict(list)
     also_report: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in _records(con, queries.COMPONENTS_SQL, {"period": period}):
         target = components if row["kind"] == "component" else also_report
         target[row["measure_id"]].append(row)
-    timing = {
-        row["measure_id"]: _timing_view(row)
-        for row in _records(con, queries.TIMING_SQL, {"period": period})
+    parts = {
+        "trend": trend,
+        "components": components,
+        "also_report": also_report,
+        "timing": {
+            row["measure_id"]: _timing_view(row)
+            for row in _records(con, queries.TIMING_SQL, {"period": period})
+        },
+        "not_met": _not_met(con, period, run.zone_name, summary),
     }
-    not_met: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    not_met_total: dict[str, int] = {}
-    for row in _records(con, queries.NOT_MET_SQL, {"period": period, "cap": NOT_MET_ROW_CAP}):
-        row["index_local"] = fmt.local_time(row["index_time"], zone)
-        not_met[row["measure_id"]].append(row)
-        not_met_total[row["measure_id"]] = row["total"]
-
-    sections = []
-    for m in measures:
-        mid = m["measure_id"]
-        listed = not_met.get(mid, [])
-        total = not_met_total.get(mid, 0)
-        sections.append(
-            {
-                "measure": m,
-                "strata": strata.get(mid, []),
-                "components": components.get(mid, []),
-                "also_report": also_report.get(mid, []),
-                "timing": timing.get(mid),
-                "not_met": listed,
-                "not_met_total": total,
-                "not_met_omitted": total - len(listed),
-            }
-        )
+    sections = [_section(m, strata.get(m["measure_id"], []), parts, below) for m in measures]
 
     loading_run = _loading_run_id(fields)
     load_counts = _records(con, queries.LOAD_COUNTS_SQL, {"run_id": loading_run})
@@ -245,6 +351,7 @@ def _report_context(
 
     return {
         "period": period,
+        "previous_period": previous_period,
         "run": fields,
         "rejudge": _is_rejudge(fields),
         "zone_name": run.zone_name,
@@ -253,6 +360,10 @@ def _report_context(
         "started_at": fmt.local_time(fields.get("started_at"), zone),
         "finished_at": fmt.local_time(fields.get("finished_at"), zone),
         "generated_at": fmt.local_time(generated_at, zone),
+        "suppress_below": below,
+        "suppressed_text": SUPPRESSED_TEXT(below) if below is not None else "",
+        "suppression_note": suppression_note(below),
+        "trend_months": trend.months,
         "measures": measures,
         "sections": sections,
         "pending_explanation": PENDING_EXPLANATION,
@@ -283,6 +394,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
+        change=fmt.change,
         pct=fmt.pct,
         ci=fmt.ci,
         count=fmt.count,
@@ -308,15 +420,17 @@ def render_report(
     out_dir: Path,
     *,
     generated_at: datetime | None = None,
+    suppress_below: int | None = None,
 ) -> Path:
     """Write ``out_dir / f"chartaudit-{period}.html"`` for the period's newest succeeded run.
 
     Raises ReportError when the period has no succeeded run. ``generated_at`` (default: now)
-    is shown in the header.
+    is shown in the header. ``suppress_below`` N hides strata of 1 to N-1 cases everywhere.
     """
     target = report_path(out_dir, period)  # a hostile period fails before anything is read
+    _check_below(suppress_below)
     try:
-        context = _report_context(con, period, generated_at or datetime.now(UTC))
+        context = _report_context(con, period, generated_at or datetime.now(UTC), suppress_below)
     except (duckdb.CatalogException, duckdb.BinderException) as exc:
         raise _older_warehouse(con, exc) from exc
     text = _environment().get_template("report.html.j2").render(**context)
@@ -335,6 +449,11 @@ def render_report(
     return target
 
 
+def _check_below(below: int | None) -> None:
+    if below is not None and (isinstance(below, bool) or not isinstance(below, int) or below < 1):
+        raise ReportError(f"suppress_below must be a whole number of 1 or more, got {below!r}")
+
+
 def _older_warehouse(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> ReportError:
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return ReportError(
@@ -350,14 +469,46 @@ def _md_cell(value: object) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def render_markdown_summary(con: duckdb.DuckDBPyConnection, period: str) -> str:
+SUPPRESSION_NOTE = (
+    "Counts under {below} are suppressed (shown as \u201c{text}\u201d): a measure, site or "
+    "setting with 1 to {last} cases in the denominator this month has its counts, rate and "
+    "interval hidden, one more group is hidden where a single hidden one could be worked out by "
+    "subtraction, and the cases of hidden groups are not listed."
+)
+
+
+def suppression_note(below: int | None) -> str:
+    """The sentence the page and the Markdown summary print when suppression is on."""
+    if below is None:
+        return ""
+    return SUPPRESSION_NOTE.format(below=below, text=SUPPRESSED_TEXT(below), last=below - 1)
+
+
+def _md_values(m: dict[str, Any], below: int | None) -> list[str]:
+    if m["suppressed"]:
+        return [SUPPRESSED_TEXT(below)] * 7
+    return [
+        fmt.pct(m["rate"]),
+        fmt.ci(m["ci_low"], m["ci_high"]),
+        fmt.count(m["denominator"]),
+        fmt.count(m["met"]),
+        fmt.count(m["not_met"]),
+        fmt.count(m["excluded"]),
+        fmt.count(m["pending"]),
+    ]
+
+
+def render_markdown_summary(
+    con: duckdb.DuckDBPyConnection, period: str, suppress_below: int | None = None
+) -> str:
     """A short Markdown table of the period's measures (a Prefect artifact), and one line on the
-    pending cases of earlier months this run judged again, when there were any. Reads only."""
+    pending cases of earlier months this run judged again, when there were any (not with
+    suppression on: those are cases one by one). Reads only."""
+    _check_below(suppress_below)
     run = _latest_run(con, period)
     try:
-        rows = _records(
-            con, queries.MEASURES_SQL, {"run_id": run.fields["run_id"], "period": period}
-        )
+        summary = _summary(con, period, suppress_below)
+        rows = _measures(con, run.fields, period, summary, {})
         rejudged = _rejudged_groups(con, run.fields, run.zone)
     except (duckdb.CatalogException, duckdb.BinderException) as exc:
         raise _older_warehouse(con, exc) from exc
@@ -371,18 +522,11 @@ def render_markdown_summary(con: duckdb.DuckDBPyConnection, period: str) -> str:
     ]
     for m in rows:
         name = m["measure_id"] if not m["title"] else f"{m['measure_id']} {m['title']}"
-        cells = [
-            name,
-            fmt.pct(m["rate"]),
-            fmt.ci(m["ci_low"], m["ci_high"]),
-            fmt.count(m["denominator"]),
-            fmt.count(m["met"]),
-            fmt.count(m["not_met"]),
-            fmt.count(m["excluded"]),
-            fmt.count(m["pending"]),
-        ]
+        cells = [name, *_md_values(m, suppress_below)]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-    if rejudged:
+    if suppress_below is not None:
+        lines += ["", _md_cell(suppression_note(suppress_below))]
+    elif rejudged:
         changed = "; ".join(g["line"] for g in rejudged)
         if _is_rejudge(run.fields):
             lead = (

@@ -137,6 +137,9 @@ RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("changes", "VARCHAR", "what this version changes for its rule sets"),
         ("components", "VARCHAR[]", "names of the components reported as rates"),
         ("also_report", "VARCHAR[]", "names of the facts reported beside the rate"),
+        ("target", "DOUBLE", "a rate 0..1 the trend chart draws (measure file), or NULL"),
+        ("target_source", "VARCHAR", "the statement or guideline that sets the target"),
+        ("definition", "VARCHAR", "the version's definition in words (`measures show`)"),
     ),
     "case_results": (
         ("run_id", "VARCHAR NOT NULL", ""),

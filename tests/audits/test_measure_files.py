@@ -79,6 +79,15 @@ def write(tmp_path, change) -> object:
             lambda d: d["index"].update(trigger="patient"),
             "index: an event trigger takes events; other triggers take none",
         ),
+        (lambda d: d.update(target=0.9), "target: target and target_source go together"),
+        (
+            lambda d: d.update(target=90, target_source="a guideline"),
+            "target: 90 is not a rate from 0 to 1 (e.g. 0.9 for 90 %)",
+        ),
+        (
+            lambda d: d.update(target="high", target_source="a guideline"),
+            "target: 'high' is not a rate from 0 to 1",
+        ),
     ],
 )
 def test_a_broken_measure_names_file_and_place(tmp_path, change, message):
@@ -132,3 +141,10 @@ def test_rule_sets_change_only_ln10_to_ln13():
     changed = ln13.definition(ln13.version_for("evidence-2026", date(2026, 10, 1)))
     assert set(ln13.versions[1].overrides) == {"also_report"}
     assert changed.numerator == ln13.numerator
+
+
+def test_a_target_is_read_with_its_source(tmp_path):
+    path = write(tmp_path, lambda d: d.update(target=0.9, target_source="Toy  guideline,\n 2026"))
+    measure = read_measure(path, set(CATALOGUE.value_sets))
+    assert (measure.target, measure.target_source) == (0.9, "Toy guideline, 2026")
+    assert all(m.target is None for m in CATALOGUE.measures)  # no source gives one

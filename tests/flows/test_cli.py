@@ -208,6 +208,24 @@ def test_report_renders_a_published_period_and_refuses_a_missing_one(published, 
     assert "no succeeded run for period 2026-08" in missing.stderr
 
 
+def test_report_suppresses_small_counts_when_asked(published, tmp_path):
+    out = tmp_path / "out"
+    done = chartaudit(
+        "report", "--period", "2026-10", "--warehouse", published, "--out", out,
+        "--suppress-below", "11",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "counts under 11 suppressed" in done.stdout
+    page = (out / "chartaudit-2026-10.html").read_text(encoding="utf-8")
+    assert "Counts under 11 are suppressed (shown as \u201c&lt;11\u201d)" in page
+    assert '<td class="num suppressed" data-field="denominator">&lt;11</td>' in page
+    refused = chartaudit(
+        "report", "--period", "2026-10", "--warehouse", published, "--out", out,
+        "--suppress-below", "0",
+    )  # fmt: skip
+    assert refused.returncode != 0
+
+
 def test_generate_is_deterministic(tmp_path):
     for name in ("a", "b"):
         done = chartaudit("generate", tmp_path / name, "--patients", "600", "--seed", "3")

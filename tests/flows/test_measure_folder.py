@@ -24,6 +24,8 @@ type: process
 source: >
   Seed, "Diabetic Peripheral Neuropathy": annual screening to prevent foot ulceration (a toy
   measure for the test suite).
+target: 0.85
+target_source: A toy site goal, for the test suite
 versions:
   - version: "1"
     rulesets: [source-2025, evidence-2026]
@@ -110,13 +112,19 @@ def test_a_toy_measure_named_in_settings_is_run_stored_and_reported(generated, t
             "SELECT denominator, met, not_met FROM latest_measure_summary"
             " WHERE measure_id = 'TOY-01' AND stratum_kind = 'all'"
         ).fetchall()
+        stored = con.execute(
+            "SELECT target, target_source, definition FROM measures WHERE measure_id = 'TOY-01'"
+        ).fetchall()
     assert len(measures) == 16 and "TOY-01" in measures
     assert outcomes.get("met", 0) > 0 and outcomes.get("not_met", 0) > 0
     assert summary == [
         (outcomes["met"] + outcomes["not_met"], outcomes["met"], outcomes["not_met"])
     ]
+    assert [row[:2] for row in stored] == [(0.85, "A toy site goal, for the test suite")]
+    assert stored[0][2].startswith("Index: an encounter (index time = arrival)")
     report = (tmp_path / "reports" / "out" / "chartaudit-2026-10.html").read_text()
     assert "TOY-01" in report and "Foot inspection at diabetic visits" in report
+    assert "Target 85.0 % (A toy site goal, for the test suite)." in report  # the trend line
 
 
 def test_the_measures_commands_take_the_folder_from_the_command_line(tmp_path):
