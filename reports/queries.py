@@ -117,3 +117,136 @@ FROM data_quality WHERE run_id = $run_id
 GROUP BY table_name, column_name, rule
 ORDER BY table_name, column_name NULLS FIRST, rule
 """
+
+# --------------------------------------------------------------------------------------------
+# Not-met cases with their evidence in words (the drill-down and `chartaudit export`'s CSVs).
+#
+# A case's evidence_id names the deciding row of a canonical table: its id (orders, medications,
+# encounters) or its content-derived row_id (labs, findings, diagnoses). The canonical tables hold
+# only the newest extract, so a row is described only when it comes from the extract the case's
+# run judged (same extract_id); otherwise the judge's own words stand. Times are local to the
+# run's time zone ($zone). Code names come from the measures' value sets (`code_names`: columns
+# code_system, code, description), registered by the caller.
+
+_LOCAL = "strftime(timezone($zone, {col}), '%Y-%m-%d %H:%M')"
+
+
+def _local(col: str) -> str:
+    return _LOCAL.format(col=col)
+
+
+def _named(system: str, code: str) -> str:
+    """'MRI lumbar spine without contrast (CPT 72148)', or 'CPT 72148' with no name known."""
+    return (
+        f"coalesce(n.description || ' (' || {system} || ' ' || {code} || ')', "
+        f"{system} || ' ' || {code})"
+    )
+
+
+# One SELECT per canonical table: (evidence id, extract_id, words). `cases.py` unions those of the
+# tables the warehouse has.
+EVIDENCE_ROW_SQL = {
+    "orders": f"""
+SELECT t.order_id AS id, t.extract_id,
+       concat_ws(', ',
+           coalesce(n.description, t.category) || ' (' || t.code_system || ' ' || t.code || ')'
+               || coalesce(' ' || t.specialty, ''),
+           'order ' || t.order_id,
+           'ordered ' || {_local("t.ordered_time")},
+           'performed ' || {_local("t.performed_time")},
+           'status ' || t.status) AS words
+FROM orders AS t LEFT JOIN code_names AS n ON n.code_system = t.code_system AND n.code = t.code
+""",
+    "medications": f"""
+SELECT t.medication_id AS id, t.extract_id,
+       concat_ws(', ',
+           t.ingredient || coalesce(' ' || t.dose_mg || ' mg', '')
+               || coalesce(' x ' || t.doses_per_day || '/day', '')
+               || coalesce(' ' || t.route, ''),
+           'medication ' || t.medication_id,
+           'started ' || {_local("t.start_time")},
+           'ended ' || {_local("t.end_time")},
+           'status ' || t.status) AS words
+FROM medications AS t
+""",
+    "labs": f"""
+SELECT t.row_id AS id, t.extract_id,
+       concat_ws(', ',
+           {_named("'LOINC'", "t.loinc")} || ' = '
+               || coalesce(CAST(t.value_num AS VARCHAR), t.value_text, 'no value')
+               || coalesce(' ' || t.unit, ''),
+           'collected ' || {_local("t.collected_time")},
+           'resulted ' || {_local("t.resulted_time")}) AS words
+FROM labs AS t LEFT JOIN code_names AS n ON n.code_system = 'LOINC' AND n.code = t.loinc
+""",
+    "findings": f"""
+SELECT t.row_id AS id, t.extract_id,
+       concat_ws(', ',
+           {_named("t.code_system", "t.code")} || ' ' || t.result
+               || coalesce(' (' || t.value_num || ')', ''),
+           'recorded ' || {_local("t.recorded_time")}) AS words
+FROM findings AS t LEFT JOIN code_names AS n ON n.code_system = t.code_system AND n.code = t.code
+""",
+    "diagnoses": f"""
+SELECT t.row_id AS id, t.extract_id,
+       concat_ws(', ',
+           'diagnosis ' || {_named("t.code_system", "t.code")},
+           coalesce(t.source, 'unknown source'),
+           'recorded ' || {_local("t.recorded_time")}) AS words
+FROM diagnoses AS t LEFT JOIN code_names AS n ON n.code_system = t.code_system AND n.code = t.code
+""",
+    "encounters": f"""
+SELECT t.encounter_id AS id, t.extract_id,
+       concat_ws(', ',
+           t.setting || ' encounter ' || t.encounter_id || ' at ' || t.site_id
+               || coalesce(' (' || t.department || ')', ''),
+           'arrived ' || {_local("t.arrival_time")},
+           'left ' || {_local("t.departure_time")},
+           t.disposition) AS words
+FROM encounters AS t
+""",
+}
+
+NO_EVIDENCE_ROWS_SQL = (
+    "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS extract_id, NULL::VARCHAR AS words WHERE false"
+)
+NO_ENCOUNTERS_SQL = (
+    "SELECT NULL::VARCHAR AS encounter_id, NULL::VARCHAR AS extract_id,"
+    " NULL::VARCHAR AS department WHERE false"
+)
+
+# {evidence_rows}: the union of EVIDENCE_ROW_SQL's selects (or NO_EVIDENCE_ROWS_SQL);
+# {encounters}: `encounters` (or NO_ENCOUNTERS_SQL). `reason` is the measure's own reason
+# (fails-if measures), else the judge's words up to any "nearest outside the window" part.
+NOT_MET_CASES_SQL = """
+WITH c AS (
+    SELECT c.*, r.extract_id AS run_extract_id
+    FROM latest_case_results AS c JOIN latest_runs AS r USING (run_id)
+    WHERE c.period = $period AND c.outcome = 'not_met'
+),
+e AS (
+    SELECT DISTINCT * FROM ({evidence_rows}) AS rows
+    WHERE id IN (SELECT evidence_id FROM c)
+),
+enc AS (
+    SELECT DISTINCT encounter_id, extract_id, department FROM ({encounters}) AS x
+    WHERE encounter_id IN (SELECT encounter_id FROM c)
+),
+stripped AS (
+    SELECT c.*, regexp_replace(c.evidence, '^not met: ', '') AS said FROM c
+)
+SELECT s.measure_id, s.period, s.patient_id, s.encounter_id, s.site_id,
+       enc.department, s.setting, s.index_time,
+       coalesce(s.reason, split_part(s.said, '; nearest outside the window', 1)) AS reason,
+       CASE
+           WHEN s.evidence_id IS NULL THEN 'no qualifying record found'
+           WHEN e.words IS NULL THEN s.said
+           WHEN s.said LIKE '%; nearest outside the window%'
+               THEN 'nearest outside the window: ' || e.words
+           ELSE e.words
+       END AS evidence_text
+FROM stripped AS s
+LEFT JOIN e ON e.id = s.evidence_id AND e.extract_id = s.run_extract_id
+LEFT JOIN enc ON enc.encounter_id = s.encounter_id AND enc.extract_id = s.run_extract_id
+ORDER BY s.measure_id, s.index_time, s.patient_id, s.encounter_id NULLS FIRST
+"""
