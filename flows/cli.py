@@ -30,12 +30,14 @@ from chartaudit.flows.deck_report import (
 from chartaudit.flows.files import OWNER_ONLY_UMASK
 from chartaudit.flows.settings import measure_folders, thresholds
 from chartaudit.flows.thresholds import breaches
+from chartaudit.reports.export import export_folder, write_export
 from chartaudit.reports.render import ReportError
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.sample_data.generator import generate_extract
 from chartaudit.schemas.layout import check_extract
 from chartaudit.schemas.phi_scan import IdentifiersFound, scan_extract
 from chartaudit.schemas.validation import load_extract
+from chartaudit.storage import warehouse as storage_warehouse
 from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, check_can_start_run
 
 app = typer.Typer(
@@ -265,6 +267,39 @@ def report(
             out.print(f"counts under {suppress_below} suppressed")
 
     _guarded(render)
+
+
+@app.command()
+def export(
+    period: PeriodOption,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder the chartaudit-YYYY-MM-export folder goes in.")
+    ] = DEFAULT_OUT,
+    suppress_below: Annotated[
+        int | None,
+        typer.Option(
+            "--suppress-below",
+            min=1,
+            help="Hide the counts of strata with a denominator under N, and their cases"
+            " (11 is the usual choice). Default: everything is shown.",
+        ),
+    ] = None,
+) -> None:
+    """Write a period's not-met cases (a CSV per measure, for chart review) and its case_results
+    and measure_summary (Parquet, for analysts) into one folder, replacing an older export."""
+
+    def write() -> None:
+        export_folder(out_dir, period)  # a bad period fails before the warehouse is opened
+        if not warehouse.exists():
+            raise ReportError(f"no warehouse at {warehouse}; run chartaudit run first")
+        with storage_warehouse.connect(warehouse, read_only=True) as con:
+            folder = write_export(
+                con, period, out_dir, suppress_below=suppress_below, warehouse_name=str(warehouse)
+            )
+        out.print(f"export: {folder.resolve()}", markup=False, highlight=False, soft_wrap=True)
+
+    _guarded(write)
 
 
 def _catalogue(folders: list[Path] | None) -> Catalogue:
