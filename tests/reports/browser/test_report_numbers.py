@@ -28,28 +28,48 @@ KEY_ATTRIBUTES = {
     "period": "period",
     "stratumKind": "stratum_kind",
     "stratum": "stratum",
+    "kind": "kind",
     "name": "name",
     "table": "table_name",
 }
 
 # Each source's rows for the month: one query, its key columns in KEY_ATTRIBUTES' terms. The
-# load counts are those of the run that loaded the month's extract (a rejudge run loads nothing:
-# the audit run that triggered it), summed over the table's files as the report shows them.
+# measure summary covers the 24 months a p-chart shows, with the same stratum's rate a month
+# earlier (the change from last month) and, for the overall rows, the p-chart's centre line and
+# 3-sigma limits computed here independently: centre = sum of met / sum of denominators over the
+# months with cases (two at least), limits = centre -/+ 3 sqrt(centre (1 - centre) / n) clipped
+# to [0, 1]. The load counts are those of the run that loaded the month's extract (a rejudge run
+# loads nothing: the audit run that triggered it), summed over the table's files.
+SUMMARY_SQL = """
+WITH shown AS (
+    SELECT * FROM latest_measure_summary
+    WHERE period BETWEEN strftime(strptime($period, '%Y-%m') - INTERVAL 23 MONTH, '%Y-%m')
+                     AND $period
+),
+centre AS (
+    SELECT measure_id, sum(met) / sum(denominator) AS centre FROM shown
+    WHERE stratum_kind = 'all' AND denominator > 0
+    GROUP BY measure_id HAVING count(*) >= 2
+),
+charted AS (
+    SELECT s.*, p.rate AS previous_rate,
+           CASE WHEN s.stratum_kind = 'all' AND s.denominator > 0 THEN c.centre END AS centre,
+           3 * sqrt(c.centre * (1 - c.centre) / nullif(s.denominator, 0)) AS spread
+    FROM shown AS s
+    LEFT JOIN latest_measure_summary AS p
+      ON p.measure_id = s.measure_id AND p.stratum_kind = s.stratum_kind
+     AND p.stratum IS NOT DISTINCT FROM s.stratum
+     AND p.period = strftime(strptime(s.period, '%Y-%m') - INTERVAL 1 MONTH, '%Y-%m')
+    LEFT JOIN centre AS c ON c.measure_id = s.measure_id
+)
+SELECT *, greatest(centre - spread, 0.0) AS lower_limit, least(centre + spread, 1.0) AS upper_limit
+FROM charted
+"""
 SOURCES = {
-    # With the same stratum's rate a month earlier, for the change from last month.
-    "latest_measure_summary": (
-        """SELECT s.*, p.rate AS previous_rate
-           FROM latest_measure_summary AS s
-           LEFT JOIN latest_measure_summary AS p
-             ON p.measure_id = s.measure_id AND p.stratum_kind = s.stratum_kind
-            AND p.stratum IS NOT DISTINCT FROM s.stratum
-            AND p.period = strftime(strptime(s.period, '%Y-%m') - INTERVAL 1 MONTH, '%Y-%m')
-           WHERE s.period = $period""",
-        ("measure_id", "period", "stratum_kind", "stratum"),
-    ),
+    "latest_measure_summary": (SUMMARY_SQL, ("measure_id", "period", "stratum_kind", "stratum")),
     "latest_component_summary": (
         "SELECT * FROM latest_component_summary WHERE period = $period",
-        ("measure_id", "period", "name"),
+        ("measure_id", "period", "kind", "name"),
     ),
     "latest_timing_summary": (
         "SELECT * FROM latest_timing_summary WHERE period = $period",
@@ -98,11 +118,19 @@ FIELDS: dict[str, Callable[[Row], str]] = {
     },
     "rate": lambda row: fmt.pct(row["rate"]),
     "ci": lambda row: fmt.ci(row["ci_low"], row["ci_high"]),
-    "change": lambda row: fmt.change(row["rate"], row["previous_rate"]),
+    "change": lambda row: fmt.change(
+        None
+        if row["rate"] is None or row["previous_rate"] is None
+        else row["rate"] - row["previous_rate"]
+    ),
+    "centre": lambda row: fmt.pct(row["centre"]),
+    "lower_limit": lambda row: fmt.pct(row["lower_limit"]),
+    "upper_limit": lambda row: fmt.pct(row["upper_limit"]),
     "within_reference": _within("within_reference", "reference_hours"),
     "within_window": _within("within_window", "window_hours"),
 }
 
+CASES = "latest_case_results"
 READ_NUMBERS_JS = """() => [...document.querySelectorAll('[data-field]')].map(el => {
     const holder = el.closest('[data-source]');
     return {
@@ -128,7 +156,8 @@ def warehouse_rows(con, period: str) -> dict[str, dict[tuple, Row]]:
 
 
 def page_key(source: str, keys: dict[str, str | None]) -> tuple:
-    columns = {column: keys.get(attribute) for attribute, column in KEY_ATTRIBUTES.items()}
+    # A null key (the overall row's stratum) can only be written as an empty attribute.
+    columns = {column: keys.get(attribute) or None for attribute, column in KEY_ATTRIBUTES.items()}
     return tuple(columns[column] for column in SOURCES[source][1])
 
 
@@ -136,7 +165,7 @@ def expected_floor(rows: dict[str, dict[tuple, Row]]) -> int:
     """The fewest numbers a page showing this month can have: the 7 of every measure's overall
     row (denominator, met, not met, excluded, pending, rate, interval), denominator and rate of
     every site and setting, cases and rate of every component, and each timing row's median."""
-    summary = rows["latest_measure_summary"].values()
+    summary = [r for r in rows["latest_measure_summary"].values() if r["period"] == REPORT_PERIOD]
     overall = sum(1 for row in summary if row["stratum_kind"] == "all")
     strata = len(summary) - overall
     return (
@@ -156,6 +185,8 @@ def test_every_number_in_the_page_equals_the_warehouse(visit, demo_report):
     unknown, unmatched, wrong, shown = [], [], [], set()
     for number in numbers:
         source, field = number["source"], number["field"]
+        if source == CASES:
+            continue  # words and identifiers, checked row by row below
         if source not in SOURCES or field not in FIELDS:
             unknown.append((source, field))
             continue
@@ -175,7 +206,10 @@ def test_every_number_in_the_page_equals_the_warehouse(visit, demo_report):
     assert [n for n in numbers if n["suppressed"]] == []
     assert len(shown) >= expected_floor(rows) > 100
     # Every stratum of the month is on the page, with its denominator and rate.
-    for key in rows["latest_measure_summary"]:
+    month = [
+        key for key, row in rows["latest_measure_summary"].items() if row["period"] == REPORT_PERIOD
+    ]
+    for key in month:
         for field in ("denominator", "rate"):
             assert ("latest_measure_summary", key, field) in shown, (key, field)
 
@@ -186,3 +220,25 @@ def test_every_numeric_cell_says_which_number_it_is(visit, demo_report):
     assert cells.count() > 100
     unlabelled = page.locator("td.num:not([data-field])")
     assert unlabelled.count() == 0, unlabelled.first.evaluate("el => el.outerHTML")
+
+
+# A drill-down row's identifying cells, as the report writes a missing value.
+CASE_CELLS_SQL = """
+SELECT measure_id, patient_id, coalesce(encounter_id, '\u2014') AS encounter_id,
+       coalesce(site_id, 'unknown') AS site_id, coalesce(setting, 'unknown') AS setting
+FROM latest_case_results WHERE period = ? AND outcome = 'not_met'
+"""
+READ_CASES_JS = """rows => rows.map(r => [
+    r.dataset.measure,
+    ...['patient_id', 'encounter_id', 'site_id', 'setting'].map(
+        f => r.querySelector(`[data-field="${f}"]`).textContent.trim()),
+])"""
+
+
+def test_the_drilldown_lists_exactly_the_not_met_cases_of_the_warehouse(visit, demo_report):
+    page = visit(demo_report.url).page
+    shown = page.locator(f'tr[data-source="{CASES}"]').evaluate_all(READ_CASES_JS)
+    with demo_report.connect() as con:
+        expected = con.execute(CASE_CELLS_SQL, [REPORT_PERIOD]).fetchall()
+    assert len(expected) > 100
+    assert sorted(tuple(row) for row in shown) == sorted(expected)
