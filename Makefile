@@ -9,6 +9,11 @@ COMPAT_DUCKDB := $(VENV)/compat-duckdb-1.1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+# The browser tests drive Debian's Chromium (docs/decisions.md); `make test` installs it with apt
+# when it is missing (as root, or through sudo), never Playwright's own browser download. Without
+# recommends, so the fonts (Arial-compatible Liberation) are named.
+CHROMIUM ?= /usr/bin/chromium
+APT_LOG := $(or $(TMPDIR),/tmp)/chartaudit-apt.log
 
 .PHONY: install demo test lint bench clean
 
@@ -24,7 +29,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/chartaudit demo
 
-test: $(STAMP)
+# A rule for the file itself: nothing runs while it exists.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	else echo "error: the browser tests need $(CHROMIUM): install Debian's chromium package" \
+	  "as root (apt-get install chromium), or install sudo" >&2; exit 1; fi; \
+	echo "installing Debian's chromium for the browser tests (apt-get, a few minutes)"; \
+	apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -qq"; \
+	{ $$apt update && $$apt install -y --no-install-recommends chromium fonts-liberation; } >$(APT_LOG) 2>&1 \
+	  || { cat $(APT_LOG) >&2; echo "error: apt-get could not install chromium" >&2; exit 1; }; \
+	test -x $(CHROMIUM) || { echo "error: chromium installed, but $(CHROMIUM) is missing" >&2; exit 1; }
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
