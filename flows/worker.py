@@ -1,6 +1,7 @@
-"""The worker a ``chartaudit run`` supervises (flows/supervisor.py): ``python -m
-chartaudit.flows.worker JOB`` runs the flow with the JSON arguments JOB, as the leader of its own
-process group.
+"""The worker a ``chartaudit run``, ``backfill`` or ``demo`` supervises (flows/supervisor.py):
+``python -m chartaudit.flows.worker JOB`` runs the flow JOB names (its key ``flow``: a key of
+``cli.FLOWS``, the monthly audit when absent) with JOB's other keys as arguments, as the leader of
+its own process group.
 
 Only the standard library loads before the lifeline is up: a supervisor killed while the worker
 is still importing Prefect still takes the worker down with it.
