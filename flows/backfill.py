@@ -32,7 +32,7 @@ from chartaudit.flows.conditions import error_line, install_log_filter
 from chartaudit.flows.monthly_audit import monthly_audit, report
 from chartaudit.flows.months import month_range
 from chartaudit.flows.steps import RunError
-from chartaudit.flows.supervisor import RunInterrupted
+from chartaudit.flows.supervisor import STOPPED, RunInterrupted, stop_requested
 from chartaudit.reports.render import report_path
 from chartaudit.schemas.errors import ExtractRejected
 from chartaudit.schemas.layout import check_extract
@@ -159,6 +159,8 @@ def _audit_month(period: str, month_args: dict) -> MonthResult:
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, STOPS_THE_BACKFILL):
         raise exc
+    if stop_requested():  # the stop surfaced as another error (flows/supervisor.py)
+        raise RunInterrupted(STOPPED)
     line = error_line(exc).removeprefix("error: ") if isinstance(exc, BaseException) else None
     line = line or state.message or state.name
     logger.error("%s: failed: %s", period, line)

@@ -39,6 +39,22 @@ class RunInterrupted(RuntimeError):
     """The run was asked to stop (a signal to ``chartaudit run``) before it finished."""
 
 
+STOPPED = "interrupted: the run was stopped before it finished"
+
+# Set in the worker when a stop signal arrives. RunInterrupted raised inside a library (DuckDB
+# wraps an exception raised while it calls back into Python) may reach the flow as another
+# error; a backfill asks this, not the exception's type, whether to go on to the next month.
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+    _stop_requested.set()
+
+
+def stop_requested() -> bool:
+    return _stop_requested.is_set()
+
+
 # --- the supervisor: the `chartaudit run` process ------------------------------------------------
 
 

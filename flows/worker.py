@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from chartaudit.flows.supervisor import RunInterrupted
+from chartaudit.flows.supervisor import STOPPED, RunInterrupted, request_stop
 
 
 def die_with_supervisor() -> None:
@@ -36,7 +36,8 @@ def interrupt_on_stop() -> None:
 
     def interrupt(signum, frame) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise RunInterrupted("interrupted: the run was stopped before it finished")
+        request_stop()
+        raise RunInterrupted(STOPPED)
 
     signal.signal(signal.SIGINT, interrupt)
 

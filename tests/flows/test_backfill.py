@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from chartaudit.flows.checkpoints import HALT_AT, HALT_FILE
 from chartaudit.flows.months import complete_months, month_range
+from chartaudit.flows.supervisor import STOPPED
 from chartaudit.sample_data import DEMO_EXTRACT
 from chartaudit.schemas.layout import check_extract
 from chartaudit.storage import warehouse
@@ -154,24 +156,7 @@ def test_a_failed_month_does_not_stop_the_others_and_the_next_backfill_resumes_i
     that month fails with one line, 2026-08 and 2026-10 succeed, the backfill exits 1 naming
     2026-09, nothing is left running, and the next backfill runs only 2026-09."""
     path = tmp_path / "audit.duckdb"
-    halt_file = tmp_path / "halted"
-    env = {HALT_AT: "load", HALT_FILE: str(halt_file)}  # each month halts once it has read
-    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
-    command = [str(CHARTAUDIT), "backfill", str(generated), "--from", MONTHS[0]]
-    command += ["--to", MONTHS[-1], "--warehouse", str(path), "--out", str(tmp_path / "out")]
-    with stdout.open("w") as out, stderr.open("w") as err:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=err,
-            env={
-                **os.environ,
-                **env,
-                "NO_COLOR": "1",
-                "COLUMNS": "200",
-                "PREFECT_HOME": str(tmp_path / "prefect"),
-            },
-        )
+    process, halt_file, stdout, stderr = start_backfill(generated, tmp_path, "load")
     other_writer = None
     try:
         for month in MONTHS:
@@ -219,6 +204,44 @@ def test_a_failed_month_does_not_stop_the_others_and_the_next_backfill_resumes_i
         ("2026-09", "succeeded"),
         ("2026-10", "skipped"),
     ]
+
+
+def start_backfill(extract: Path, tmp_path: Path, halt_at: str):
+    """`chartaudit backfill` of MONTHS in the background, each month halting at ``halt_at``
+    (flows/checkpoints.py); its process, the halt file, and where its output goes."""
+    halt_file, stdout, stderr = tmp_path / "halted", tmp_path / "stdout", tmp_path / "stderr"
+    command = [str(CHARTAUDIT), "backfill", str(extract), "--from", MONTHS[0], "--to"]
+    command += [MONTHS[-1], "--warehouse", str(tmp_path / "audit.duckdb")]
+    command += ["--out", str(tmp_path / "out")]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), HALT_AT: halt_at, HALT_FILE: str(halt_file)}
+    with stdout.open("w") as out, stderr.open("w") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+    return process, halt_file, stdout, stderr
+
+
+def test_a_stop_signal_stops_the_whole_backfill_not_only_its_month(generated, tmp_path):
+    path = tmp_path / "audit.duckdb"
+    process, halt_file, stdout, stderr = start_backfill(generated, tmp_path, "validate")
+    try:
+        wait_for_halt(halt_file, process, stdout)
+        halt_file.unlink()  # 2026-08 goes on
+        worker = wait_for_halt(halt_file, process, stdout)  # 2026-09 is recorded running
+        tree = descendants(process.pid)
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log, errors = stdout.read_text(), stderr.read_text()
+    assert process.returncode == 1, log[-3000:] + errors
+    assert errors.splitlines() == [f"error: {STOPPED}"]
+    assert "Traceback" not in log and "2026-10: auditing" not in log  # never started
+    assert [(p, s, e) for _, p, s, _, e in runs(path)] == [
+        ("2026-08", "succeeded", None),
+        ("2026-09", "failed", f"RunInterrupted: {STOPPED}"),
+    ]
+    assert wait_until_gone(tree) == [] and group_members(worker) == []
 
 
 def wait_for_halt(halt_file: Path, process: subprocess.Popen, log: Path) -> int:
