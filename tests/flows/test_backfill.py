@@ -128,9 +128,12 @@ def test_a_backfill_audits_each_month_as_one_by_one_and_a_second_one_skips_them(
         f"chartaudit-{m}.html" for m in MONTHS
     ]
 
+    newest = tmp_path / "out" / "chartaudit-2026-10.html"
+    newest.unlink()  # a skipped newest month whose report is gone gets it again
     again = backfill(generated, tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr
     assert runs(path) == ledger  # nothing ran: not even a `runs` row
+    assert newest.exists() and f"report:    {newest.resolve()}" in again.stdout
     latest = {period: run_id for run_id, period, status, _, _ in ledger if status == "succeeded"}
     for month in MONTHS:
         assert f"{month}: skipped: already succeeded in run {latest[month]}" in again.stdout
