@@ -28,6 +28,7 @@ from chartaudit.flows.deck_report import (
     print_unreached,
 )
 from chartaudit.flows.files import OWNER_ONLY_UMASK
+from chartaudit.flows.months import complete_months, month_range
 from chartaudit.flows.settings import measure_folders, thresholds
 from chartaudit.flows.thresholds import breaches
 from chartaudit.reports.export import export_folder, write_export
@@ -98,16 +99,19 @@ def _run_flow(
     out_dir: Path,
     ruleset: str = DEFAULT_RULESET,
     folders: list[Path] | None = None,
+    flow: str = "monthly_audit",
     **kw,
 ) -> int:
-    """Check the arguments here, then run the flow in a supervised worker process group
-    (flows/supervisor.py), which prints the run log, the outcome or the error line."""
+    """Check the arguments here, then run ``flow`` (a key of FLOWS) in a supervised worker
+    process group (flows/supervisor.py), which prints the run log, the outcome or the error
+    line."""
     folders = measure_folders(folders)
     thresholds(kw.get("max_quarantine_share"))  # a malformed [thresholds] fails here, too
     _preflight(extract_dir, period, ruleset, folders, warehouse)
     job = {
+        "flow": flow,
         "extract_dir": str(extract_dir),
-        "period": period,
+        **({} if period is None else {"period": period}),
         "warehouse_path": str(warehouse),
         "out_dir": str(out_dir),
         "ruleset": ruleset,
@@ -118,8 +122,11 @@ def _run_flow(
 
 
 def run_in_this_process(job: dict) -> int:
-    """The worker's part: run the flow, print the outcome; return the exit status."""
-    return guarded(lambda: _run_monthly_audit(job))
+    """The worker's part: run the flow the job names (the monthly audit when it names none)
+    with the job's other keys as arguments, print the outcome; return the exit status."""
+    arguments = {k: v for k, v in job.items() if k != "flow"}
+    run_flow = FLOWS[job.get("flow", "monthly_audit")]
+    return guarded(lambda: run_flow(arguments))
 
 
 def _run_monthly_audit(job: dict) -> None:
@@ -131,6 +138,18 @@ def _run_monthly_audit(job: dict) -> None:
     )
     out.print(f"warehouse: {Path(outcome.warehouse).resolve()}")
     out.print(f"report:    {Path(outcome.report).resolve()}")
+
+
+def _run_backfill(job: dict) -> None:
+    from chartaudit.flows.backfill import backfill  # Prefect loads only when needed
+
+    backfill(**job)  # prints its summary table; raises BackfillIncomplete when a month failed
+
+
+FLOWS: dict[str, Callable[[dict], None]] = {
+    "monthly_audit": _run_monthly_audit,
+    "backfill": _run_backfill,
+}
 
 
 @app.command()
@@ -406,10 +425,69 @@ def generate(
 
 
 @app.command()
+def backfill(
+    extract_dir: Annotated[Path, typer.Argument(help="Extract folder (CSV/Parquet + manifest).")],
+    first: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")],
+    last: Annotated[str, typer.Option("--to", help="Last month, YYYY-MM (included).")],
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    out_dir: OutOption = DEFAULT_OUT,
+    ruleset: Annotated[str, typer.Option(help="Rule set to judge by.")] = DEFAULT_RULESET,
+    max_quarantine_share: Annotated[
+        float | None,
+        typer.Option(help="As for `run`: the most of any table that may be quarantined."),
+    ] = None,
+    folders: MeasuresOption = None,
+    redo: Annotated[
+        bool, typer.Option("--redo", help="Audit every month again, also those that succeeded.")
+    ] = False,
+) -> None:
+    """Audit every month of a range, oldest first, one Prefect flow with a subflow per month.
+    Months already audited successfully from this extract under this rule set are skipped; a
+    failed month does not stop the others; exit 1 when any failed, naming them."""
+
+    def start() -> int:
+        month_range(first, last)  # a bad range is refused before anything starts
+        return _run_flow(
+            extract_dir,
+            None,
+            warehouse,
+            out_dir,
+            ruleset=ruleset,
+            folders=folders,
+            flow="backfill",
+            first=first,
+            last=last,
+            redo=redo,
+            max_quarantine_share=max_quarantine_share,
+        )
+
+    _guarded(start)
+
+
+@app.command()
 def demo(
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     out_dir: OutOption = DEFAULT_OUT,
 ) -> None:
-    """Audit the bundled sample extract's last complete month (the README's first command)."""
-    out.print(f"auditing the bundled sample extract {DEMO_EXTRACT}")
-    _guarded(lambda: _run_flow(DEMO_EXTRACT, None, warehouse, out_dir))
+    """Backfill every complete month of the bundled sample extract (what `make demo` runs);
+    months a previous demo audited into the same warehouse are skipped."""
+
+    def start() -> int:
+        manifest = check_extract(DEMO_EXTRACT).manifest
+        first, last = complete_months(
+            manifest.coverage_start, manifest.coverage_end, manifest.timezone
+        )
+        months = len(month_range(first, last))
+        out.print(
+            f"backfilling the bundled sample extract {DEMO_EXTRACT}: {first} to {last}, the"
+            f" {months} complete months it covers; months already audited into {warehouse} are"
+            " skipped",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return _run_flow(
+            DEMO_EXTRACT, None, warehouse, out_dir, flow="backfill", first=first, last=last
+        )
+
+    _guarded(start)

@@ -10,7 +10,11 @@ from pathlib import Path
 # Importing this module runs flows/__init__.py (chartaudit.flows) first: the no-telemetry
 # defaults are in place before Prefect loads.
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NONE
 
 from chartaudit.audits.engine import DEFAULT_RULESET
@@ -20,6 +24,7 @@ from chartaudit.flows.conditions import install_log_filter
 from chartaudit.flows.files import owner_only_files
 from chartaudit.flows.settings import ThresholdSettings, thresholds
 from chartaudit.flows.workfolder import work_folder
+from chartaudit.reports.formatting import ci, pct
 from chartaudit.storage import warehouse
 
 FILE_IO_RETRIES = 2
@@ -116,14 +121,56 @@ def publish(work: str, warehouse_path: str) -> None:
 
 @io_task
 def report(warehouse_path: str, period: str, out_dir: str) -> str:
+    """Render the report; leave three artifacts on the flow run (Prefect's keys are lowercase
+    letters, digits and dashes): the Markdown summary, the measure summary as a table, and a
+    link to the report file."""
     path, markdown = steps.report_step(Path(warehouse_path), period, Path(out_dir))
     create_markdown_artifact(
         key=f"chartaudit-summary-{period}",
         markdown=markdown,
         description=f"Compliance summary for {period}",
     )
+    create_table_artifact(
+        key=f"chartaudit-measures-{period}",
+        table=measure_summary_table(Path(warehouse_path), period),
+        description=f"Each measure's rate for {period} (all sites and settings)",
+    )
+    create_link_artifact(
+        key=f"chartaudit-report-{period}",
+        link=path.resolve().as_uri(),
+        link_text=path.name,
+        description=f"The HTML report for {period}",
+    )
     get_run_logger().info("report written to %s", path)
     return str(path)
+
+
+SUMMARY_TABLE_COLUMNS = (
+    "measure",
+    "denominator",
+    "met",
+    "not met",
+    "excluded",
+    "pending",
+    "rate",
+    "95 % interval",
+)
+
+
+def measure_summary_table(warehouse_path: Path, period: str) -> list[dict]:
+    """The period's ``latest_measure_summary`` rows of stratum 'all', one per measure, with
+    the rate and interval formatted as the report prints them."""
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT measure_id, denominator, met, not_met, excluded, pending, rate, ci_low,"
+            " ci_high FROM latest_measure_summary WHERE period = ? AND stratum_kind = 'all'"
+            " ORDER BY measure_id",
+            [period],
+        ).fetchall()
+    return [
+        dict(zip(SUMMARY_TABLE_COLUMNS, (*counts, pct(rate), ci(low, high)), strict=True))
+        for *counts, rate, low, high in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""A run's processes: ``chartaudit run`` supervises a worker that runs the flow in a process
-group of its own, so nothing the run started outlives it.
+"""A run's processes: ``chartaudit run`` (and ``backfill``, ``demo``) supervises a worker that runs
+the flow in a process group of its own, so nothing the run started outlives it. The job says
+which flow (flows/worker.py); a backfill's months all run in the one worker, so a stop signal
+ends the backfill, not only the month it reached.
 
 Prefect starts a temporary API server for a flow run as a child process (``python -m uvicorn
 … prefect.server.api.server:create_app``, ``SubprocessASGIServer`` in Prefect 3) and stops it
@@ -37,11 +39,28 @@ class RunInterrupted(RuntimeError):
     """The run was asked to stop (a signal to ``chartaudit run``) before it finished."""
 
 
+STOPPED = "interrupted: the run was stopped before it finished"
+
+# Set in the worker when a stop signal arrives. RunInterrupted raised inside a library (DuckDB
+# wraps an exception raised while it calls back into Python) may reach the flow as another
+# error; a backfill asks this, not the exception's type, whether to go on to the next month.
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+    _stop_requested.set()
+
+
+def stop_requested() -> bool:
+    return _stop_requested.is_set()
+
+
 # --- the supervisor: the `chartaudit run` process ------------------------------------------------
 
 
 def supervise(job: dict) -> int:
-    """Run ``job`` (the flow's arguments) in a worker process group; return its exit status."""
+    """Run ``job`` (which flow, and its arguments) in a worker process group; return its exit
+    status."""
     worker = subprocess.Popen(
         [sys.executable, "-m", "chartaudit.flows.worker", json.dumps(job)],
         stdin=subprocess.PIPE,  # the lifeline: never written, closed when this process dies

@@ -1,6 +1,7 @@
-"""The worker a ``chartaudit run`` supervises (flows/supervisor.py): ``python -m
-chartaudit.flows.worker JOB`` runs the flow with the JSON arguments JOB, as the leader of its own
-process group.
+"""The worker a ``chartaudit run``, ``backfill`` or ``demo`` supervises (flows/supervisor.py):
+``python -m chartaudit.flows.worker JOB`` runs the flow JOB names (its key ``flow``: a key of
+``cli.FLOWS``, the monthly audit when absent) with JOB's other keys as arguments, as the leader of
+its own process group.
 
 Only the standard library loads before the lifeline is up: a supervisor killed while the worker
 is still importing Prefect still takes the worker down with it.
@@ -14,7 +15,7 @@ import signal
 import sys
 import threading
 
-from chartaudit.flows.supervisor import RunInterrupted
+from chartaudit.flows.supervisor import STOPPED, RunInterrupted, request_stop
 
 
 def die_with_supervisor() -> None:
@@ -35,7 +36,8 @@ def interrupt_on_stop() -> None:
 
     def interrupt(signum, frame) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise RunInterrupted("interrupted: the run was stopped before it finished")
+        request_stop()
+        raise RunInterrupted(STOPPED)
 
     signal.signal(signal.SIGINT, interrupt)
 

@@ -322,3 +322,31 @@ def publish_run(
         except BaseException:
             con.rollback()
             raise
+
+
+@dataclass(frozen=True)
+class SucceededRun:
+    run_id: str
+    cases: int  # the period's cases the run holds
+
+
+def succeeded_on(
+    path: Path, period: str, ruleset: str, extract_id: str, input_digest: str
+) -> SucceededRun | None:
+    """The period's latest run (of any kind and status) when it succeeded on this extract (same
+    extract_id and input_digest) under ``ruleset``; None otherwise, or when there is no
+    warehouse. A backfill skips such a month: running it again would publish the same."""
+    if not Path(path).exists():
+        return None
+    with connect(path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT r.run_id, r.status = 'succeeded' AND r.ruleset = ? AND r.extract_id = ?"
+            " AND r.input_digest = ?,"
+            " (SELECT count(*) FROM case_results c WHERE c.run_id = r.run_id AND c.period = ?)"
+            " FROM runs r WHERE r.period = ?"
+            " ORDER BY r.started_at DESC, r.finished_at DESC NULLS FIRST, r.run_id DESC LIMIT 1",
+            [ruleset, extract_id, input_digest, period, period],
+        ).fetchall()
+    if not rows or not rows[0][1]:
+        return None
+    return SucceededRun(rows[0][0], rows[0][2])

@@ -234,24 +234,44 @@ def test_generate_is_deterministic(tmp_path):
         assert file.read_bytes() == (tmp_path / "b" / file.name).read_bytes()
 
 
-def test_demo_writes_the_warehouse_and_the_report(tmp_path):
-    """The README's first command, in an empty folder: a real Prefect flow run."""
+def test_demo_backfills_every_month_of_the_demo_extract_and_a_second_demo_skips_them(tmp_path):
+    """The README's first command, in an empty folder: a real Prefect backfill of the 13
+    complete months the demo extract covers; run again, it audits nothing and still says where
+    the report is."""
     done = chartaudit("demo", cwd=tmp_path, prefect_home=tmp_path / ".prefect")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
-    assert "report:" in done.stdout
     report = tmp_path / "reports" / "out" / "chartaudit-2026-10.html"
-    assert report.exists()
+    assert f"report:    {report.resolve()}" in done.stdout
+    assert f"warehouse: {(tmp_path / 'audit.duckdb').resolve()}" in done.stdout
+    assert "13 succeeded, 0 skipped (already succeeded), 0 failed" in done.stdout
+    months = [f"2025-{m}" for m in (10, 11, 12)] + [f"2026-{m:02d}" for m in range(1, 11)]
     with warehouse.connect(tmp_path / "audit.duckdb", read_only=True) as con:
-        counts = dict(
-            con.execute(
-                "SELECT measure_id, count(*) FROM latest_case_results GROUP BY ALL"
-            ).fetchall()
-        )
+        audits = con.execute(
+            "SELECT period, status FROM runs WHERE kind = 'audit' ORDER BY period"
+        ).fetchall()
+        assert audits == [(m, "succeeded") for m in months]
+        counts = con.execute(
+            "SELECT period, measure_id, outcome, count(*) FROM latest_case_results"
+            " GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        ledger = con.execute("SELECT * FROM runs ORDER BY run_id").fetchall()
+    # Every month's cases have the outcomes the generator's answer key gives them. The key
+    # judges LN-07 (a patient measure) only in months whose 12-month look-back lies inside
+    # the coverage (2026-09 and 2026-10); the runs judge it every month.
     key = answer_key(Path(__file__).parents[2] / "sample_data" / "demo_extract")
-    expected = dict(
-        key.filter(pl.col("period") == "2026-10").group_by("measure_id").len().iter_rows()
-    )
-    assert counts == expected
+    expected = key.group_by("period", "measure_id", "outcome").len().sort(pl.all()).rows()
+    judged = {(period, measure) for period, measure, *_ in expected}
+    assert [c for c in counts if (c[0], c[1]) in judged] == expected
+    assert {(period, measure) for period, measure, *_ in counts} - judged == {
+        (m, "LN-07") for m in months[:-2]
+    }
     html = report.read_text(encoding="utf-8")
     for number in range(1, 16):  # every measure has its section in the report
         assert f'id="measure-LN-{number:02d}"' in html
+
+    again = chartaudit("demo", cwd=tmp_path, prefect_home=tmp_path / ".prefect")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert "0 succeeded, 13 skipped (already succeeded), 0 failed" in again.stdout
+    assert f"report:    {report.resolve()}" in again.stdout
+    with warehouse.connect(tmp_path / "audit.duckdb", read_only=True) as con:
+        assert con.execute("SELECT * FROM runs ORDER BY run_id").fetchall() == ledger
