@@ -2,7 +2,8 @@
 
 Each number sits in an element with `data-field`, inside an element whose `data-source` names
 the warehouse view it comes from and whose key attributes (`data-measure`, `data-period`,
-`data-stratum-kind`, `data-stratum`, `data-name`, `data-table`) pick one row of it. The test
+`data-stratum-kind`, `data-stratum`, `data-name`, `data-table-name`, `data-column`,
+`data-rule`) pick one row of it. The test
 formats that row's value with chartaudit.reports.formatting, as the report does, and compares
 the text. A field or a source the test does not know fails it, so does a row it cannot find, and
 so does a page that shows fewer numbers than the warehouse holds for the month.
@@ -30,7 +31,9 @@ KEY_ATTRIBUTES = {
     "stratum": "stratum",
     "kind": "kind",
     "name": "name",
-    "table": "table_name",
+    "tableName": "table_name",
+    "column": "column_name",
+    "rule": "rule",
 }
 
 # Each source's rows for the month: one query, its key columns in KEY_ATTRIBUTES' terms. The
@@ -65,6 +68,9 @@ charted AS (
 SELECT *, greatest(centre - spread, 0.0) AS lower_limit, least(centre + spread, 1.0) AS upper_limit
 FROM charted
 """
+# The run that loaded the month's extract: a rejudge run loads nothing, so its triggering run.
+LOADING_RUN_SQL = """SELECT coalesce(CASE kind WHEN 'rejudge' THEN triggered_by END, run_id)
+                     FROM latest_runs WHERE period = $period"""
 SOURCES = {
     "latest_measure_summary": (SUMMARY_SQL, ("measure_id", "period", "stratum_kind", "stratum")),
     "latest_component_summary": (
@@ -76,14 +82,21 @@ SOURCES = {
         ("measure_id", "period"),
     ),
     "load_counts": (
-        """SELECT table_name, sum(input_rows) AS input_rows, sum(loaded_rows) AS loaded_rows,
-                  sum(quarantined_rows) AS quarantined_rows, sum(warned_rows) AS warned_rows
-           FROM load_counts
-           WHERE run_id = (SELECT coalesce(CASE kind WHEN 'rejudge' THEN triggered_by END, run_id)
-                           FROM latest_runs WHERE period = $period)
-           GROUP BY table_name""",
+        f"""SELECT table_name, sum(input_rows) AS input_rows, sum(loaded_rows) AS loaded_rows,
+                   sum(quarantined_rows) AS quarantined_rows, sum(warned_rows) AS warned_rows
+            FROM load_counts WHERE run_id = ({LOADING_RUN_SQL})
+            GROUP BY table_name""",
         ("table_name",),
     ),
+    # Rows put aside and rows loaded with a warning, by table, column and rule.
+    **{
+        table: (
+            f"""SELECT table_name, column_name, rule, count(*) AS count FROM {table}
+                WHERE run_id = ({LOADING_RUN_SQL}) GROUP BY ALL""",
+            ("table_name", "column_name", "rule"),
+        )
+        for table in ("quarantine", "data_quality")
+    },
 }
 
 
@@ -103,7 +116,7 @@ def _within(column: str, line: str) -> Callable[[Row], str]:
 # Case counts of the summaries, and row counts of the load.
 COUNTED = (
     *("denominator", "met", "not_met", "excluded", "pending", "cases_with", "with_event"),
-    *("input_rows", "loaded_rows", "quarantined_rows", "warned_rows"),
+    *("input_rows", "loaded_rows", "quarantined_rows", "warned_rows", "count"),
 )
 FIELDS: dict[str, Callable[[Row], str]] = {
     **{name: _count(name) for name in COUNTED},
