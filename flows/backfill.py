@@ -99,6 +99,7 @@ def backfill(
     max_quarantine_share: float | None = None,
     measure_folders: list[str] | None = None,
     redo: bool = False,
+    suppress_below: int | None = None,
 ) -> BackfillOutcome:
     """Audit every month from ``first`` to ``last`` (YYYY-MM, both included) of one extract;
     the other arguments are the monthly audit's. Raises BackfillIncomplete after the summary
@@ -121,12 +122,13 @@ def backfill(
         "ruleset": ruleset,
         "max_quarantine_share": max_quarantine_share,
         "measure_folders": list(measure_folders or []),
+        "suppress_below": suppress_below,
     }
     results = []
     for period in months:
         done = None if redo else earlier_success(warehouse_path, period, ruleset, extract)
         results.append(_skipped(period, done) if done else _audit_month(period, month_args))
-    newest = _newest_report(results[-1], warehouse_path, out_dir)
+    newest = _newest_report(results[-1], warehouse_path, out_dir, suppress_below)
     outcome = BackfillOutcome(tuple(results), warehouse_path, newest)
     create_markdown_artifact(
         key=f"chartaudit-backfill-{first}-{last}",
@@ -167,14 +169,17 @@ def _audit_month(period: str, month_args: dict) -> MonthResult:
     return MonthResult(period, FAILED, error=line)
 
 
-def _newest_report(newest: MonthResult, warehouse_path: str, out_dir: str) -> str | None:
+def _newest_report(
+    newest: MonthResult, warehouse_path: str, out_dir: str, suppress_below: int | None
+) -> str | None:
     """The report of the range's last month: written by its run; for a skipped month the one
-    on disk, rendered again only when it is missing (the warehouse has its results)."""
+    on disk, rendered again when it is missing (the warehouse has its results) or when
+    suppression is asked for (the one on disk may show every count)."""
     if newest.outcome == FAILED:
         return None
     path = report_path(Path(out_dir), newest.period)
-    if newest.outcome == SKIPPED and not path.exists():
-        return report(warehouse_path, newest.period, out_dir)
+    if newest.outcome == SKIPPED and (suppress_below is not None or not path.exists()):
+        return report(warehouse_path, newest.period, out_dir, suppress_below)
     return str(path)
 
 

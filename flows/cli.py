@@ -63,6 +63,15 @@ out = Console()
 WarehouseOption = Annotated[Path, typer.Option("--warehouse", help="DuckDB file.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the HTML report.")]
 PeriodOption = Annotated[str, typer.Option("--period", help="Audit month, YYYY-MM.")]
+SuppressOption = Annotated[
+    int | None,
+    typer.Option(
+        "--suppress-below",
+        min=1,
+        help="Hide counts and rates of groups with fewer cases than this, and their cases"
+        " (11 is the usual choice). Default: everything is shown.",
+    ),
+]
 DEFAULT_OUT = Path("reports/out")
 MeasuresOption = Annotated[
     list[Path] | None,
@@ -167,6 +176,7 @@ def run(
         ),
     ] = None,
     folders: MeasuresOption = None,
+    suppress_below: SuppressOption = None,
 ) -> None:
     """Load, validate and audit one month of an extract; write the warehouse and the report."""
     _guarded(
@@ -178,6 +188,7 @@ def run(
             ruleset=ruleset,
             folders=folders,
             max_quarantine_share=max_quarantine_share,
+            suppress_below=suppress_below,
         )
     )
 
@@ -266,14 +277,7 @@ def report(
     period: PeriodOption,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     out_dir: OutOption = DEFAULT_OUT,
-    suppress_below: Annotated[
-        int | None,
-        typer.Option(
-            "--suppress-below",
-            min=1,
-            help="Hide counts and rates of groups with fewer cases than this (11 is usual).",
-        ),
-    ] = None,
+    suppress_below: SuppressOption = None,
 ) -> None:
     """Render the HTML report of a period already audited into the warehouse."""
 
@@ -295,15 +299,7 @@ def export(
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder the chartaudit-YYYY-MM-export folder goes in.")
     ] = DEFAULT_OUT,
-    suppress_below: Annotated[
-        int | None,
-        typer.Option(
-            "--suppress-below",
-            min=1,
-            help="Hide the counts of strata with a denominator under N, and their cases"
-            " (11 is the usual choice). Default: everything is shown.",
-        ),
-    ] = None,
+    suppress_below: SuppressOption = None,
 ) -> None:
     """Write a period's not-met cases (a CSV per measure, for chart review) and its case_results
     and measure_summary (Parquet, for analysts) into one folder, replacing an older export."""
@@ -440,6 +436,7 @@ def backfill(
     redo: Annotated[
         bool, typer.Option("--redo", help="Audit every month again, also those that succeeded.")
     ] = False,
+    suppress_below: SuppressOption = None,
 ) -> None:
     """Audit every month of a range, oldest first, one Prefect flow with a subflow per month.
     Months already audited successfully from this extract under this rule set are skipped; a
@@ -459,6 +456,7 @@ def backfill(
             last=last,
             redo=redo,
             max_quarantine_share=max_quarantine_share,
+            suppress_below=suppress_below,
         )
 
     _guarded(start)
@@ -468,6 +466,7 @@ def backfill(
 def demo(
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     out_dir: OutOption = DEFAULT_OUT,
+    suppress_below: SuppressOption = None,
 ) -> None:
     """Backfill every complete month of the bundled sample extract (what `make demo` runs);
     months a previous demo audited into the same warehouse are skipped."""
@@ -487,7 +486,14 @@ def demo(
             soft_wrap=True,
         )
         return _run_flow(
-            DEMO_EXTRACT, None, warehouse, out_dir, flow="backfill", first=first, last=last
+            DEMO_EXTRACT,
+            None,
+            warehouse,
+            out_dir,
+            flow="backfill",
+            first=first,
+            last=last,
+            suppress_below=suppress_below,
         )
 
     _guarded(start)

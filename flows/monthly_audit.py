@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 # Importing this module runs flows/__init__.py (chartaudit.flows) first: the no-telemetry
 # defaults are in place before Prefect loads.
 from prefect import flow, get_run_logger, task
@@ -25,6 +27,7 @@ from chartaudit.flows.files import owner_only_files
 from chartaudit.flows.settings import ThresholdSettings, thresholds
 from chartaudit.flows.workfolder import work_folder
 from chartaudit.reports.formatting import ci, pct
+from chartaudit.reports.suppression import SUPPRESSED_TEXT, suppress_summary
 from chartaudit.storage import warehouse
 
 FILE_IO_RETRIES = 2
@@ -120,11 +123,15 @@ def publish(work: str, warehouse_path: str) -> None:
 
 
 @io_task
-def report(warehouse_path: str, period: str, out_dir: str) -> str:
+def report(
+    warehouse_path: str, period: str, out_dir: str, suppress_below: int | None = None
+) -> str:
     """Render the report; leave three artifacts on the flow run (Prefect's keys are lowercase
     letters, digits and dashes): the Markdown summary, the measure summary as a table, and a
     link to the report file."""
-    path, markdown = steps.report_step(Path(warehouse_path), period, Path(out_dir))
+    path, markdown = steps.report_step(
+        Path(warehouse_path), period, Path(out_dir), suppress_below=suppress_below
+    )
     create_markdown_artifact(
         key=f"chartaudit-summary-{period}",
         markdown=markdown,
@@ -132,7 +139,7 @@ def report(warehouse_path: str, period: str, out_dir: str) -> str:
     )
     create_table_artifact(
         key=f"chartaudit-measures-{period}",
-        table=measure_summary_table(Path(warehouse_path), period),
+        table=measure_summary_table(Path(warehouse_path), period, suppress_below),
         description=f"Each measure's rate for {period} (all sites and settings)",
     )
     create_link_artifact(
@@ -157,20 +164,35 @@ SUMMARY_TABLE_COLUMNS = (
 )
 
 
-def measure_summary_table(warehouse_path: Path, period: str) -> list[dict]:
+def measure_summary_table(
+    warehouse_path: Path, period: str, suppress_below: int | None = None
+) -> list[dict]:
     """The period's ``latest_measure_summary`` rows of stratum 'all', one per measure, with
-    the rate and interval formatted as the report prints them."""
+    the rate and interval formatted as the report prints them; a suppressed measure's values
+    read "<N", as in the report."""
     with warehouse.connect(warehouse_path, read_only=True) as con:
-        rows = con.execute(
-            "SELECT measure_id, denominator, met, not_met, excluded, pending, rate, ci_low,"
-            " ci_high FROM latest_measure_summary WHERE period = ? AND stratum_kind = 'all'"
-            " ORDER BY measure_id",
-            [period],
-        ).fetchall()
+        summary = con.sql(
+            "SELECT * FROM latest_measure_summary WHERE period = $period",
+            params={"period": period},
+        ).pl()
+    shown = suppress_summary(summary, suppress_below).filter(pl.col("stratum_kind") == "all")
+    hidden = SUPPRESSED_TEXT(suppress_below) if suppress_below is not None else None
     return [
-        dict(zip(SUMMARY_TABLE_COLUMNS, (*counts, pct(rate), ci(low, high)), strict=True))
-        for *counts, rate, low, high in rows
+        dict(zip(SUMMARY_TABLE_COLUMNS, _summary_cells(row, hidden), strict=True))
+        for row in shown.sort("measure_id").iter_rows(named=True)  # one row per measure
     ]
+
+
+def _summary_cells(row: dict, hidden: str | None) -> tuple:
+    counts = ("denominator", "met", "not_met", "excluded", "pending")
+    if row["suppressed"]:
+        return (row["measure_id"], *(hidden for _ in counts), hidden, hidden)
+    return (
+        row["measure_id"],
+        *(row[c] for c in counts),
+        pct(row["rate"]),
+        ci(row["ci_low"], row["ci_high"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -191,17 +213,19 @@ def monthly_audit(
     ruleset: str = DEFAULT_RULESET,
     max_quarantine_share: float | None = None,
     measure_folders: list[str] | None = None,
+    suppress_below: int | None = None,
 ) -> AuditOutcome:
     """Audit one month of an extract into the warehouse and render its report.
 
     ``period`` defaults to the extract's last complete month; ``measure_folders`` adds measure
-    folders to the built-in catalogue. The data-quality limits are the settings' ([thresholds]
-    in chartaudit.toml, CHARTAUDIT_THRESHOLDS__*); ``max_quarantine_share`` overrides the
-    quarantined share of every table. Earlier months' pending cases that this extract decides
-    are judged again. A rejected extract writes nothing; any later failure (a table past a
-    limit included) marks the run failed and leaves every result and report as it was. Files
-    the run creates are the owner's only (flows/files.py), and its work folder is removed at the
-    end, also after a failure (flows/workfolder.py).
+    folders to the built-in catalogue; ``suppress_below`` N hides strata of 1 to N-1 cases in
+    the report and the artifacts (reports/suppression.py). The data-quality limits are the
+    settings' ([thresholds] in chartaudit.toml, CHARTAUDIT_THRESHOLDS__*);
+    ``max_quarantine_share`` overrides the quarantined share of every table. Earlier months'
+    pending cases that this extract decides are judged again. A rejected extract writes nothing;
+    any later failure (a table past a limit included) marks the run failed and leaves every
+    result and report as it was. Files the run creates are the owner's only (flows/files.py),
+    and its work folder is removed at the end, also after a failure (flows/workfolder.py).
 
     From before it records itself ``running`` to its end the run holds the warehouse's run lock:
     another run meanwhile fails with WarehouseBusy and writes nothing, and a ``running`` run
@@ -223,7 +247,7 @@ def monthly_audit(
                     Path(warehouse_path), plan.run_id, f"{type(exc).__name__}: {exc}"
                 )
                 raise
-            path = report(warehouse_path, plan.period, out_dir)
+            path = report(warehouse_path, plan.period, out_dir, suppress_below)
     return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
 
 

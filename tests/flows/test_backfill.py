@@ -143,6 +143,13 @@ def test_a_backfill_audits_each_month_as_one_by_one_and_a_second_one_skips_them(
     assert "monthly-audit" not in again.stdout  # no subflow started
     assert processes_of(tmp_path / "prefect") == []
 
+    # Suppression asked of a skipped range renders the newest report again, suppressed.
+    assert "Counts under" not in newest.read_text(encoding="utf-8")
+    hidden = backfill(generated, tmp_path, "--suppress-below", "11")
+    assert hidden.returncode == 0, hidden.stdout[-3000:] + hidden.stderr
+    assert runs(path) == ledger
+    assert "Counts under 11 are suppressed" in newest.read_text(encoding="utf-8")
+
     # --redo runs every month again.
     redone = backfill(generated, tmp_path, "--redo")
     assert redone.returncode == 0, redone.stdout[-3000:] + redone.stderr

@@ -226,6 +226,34 @@ def test_report_suppresses_small_counts_when_asked(published, tmp_path):
     assert refused.returncode != 0
 
 
+def test_run_suppresses_small_counts_in_the_report_and_the_artifact_table(generated, tmp_path):
+    out, path = tmp_path / "out", tmp_path / "audit.duckdb"
+    done = chartaudit(
+        "run", generated, "--period", "2026-10", "--warehouse", path, "--out", out,
+        "--suppress-below", "11",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = (out / "chartaudit-2026-10.html").read_text(encoding="utf-8")
+    assert "Counts under 11 are suppressed (shown as \u201c&lt;11\u201d)" in page
+    # The artifact table: exactly the measures with 1 to 10 cases read "<11" throughout.
+    from chartaudit.flows.monthly_audit import measure_summary_table
+
+    with warehouse.connect(path, read_only=True) as con:
+        small = {
+            m
+            for (m,) in con.execute(
+                "SELECT measure_id FROM latest_measure_summary WHERE period = '2026-10'"
+                " AND stratum_kind = 'all' AND denominator BETWEEN 1 AND 10"
+            ).fetchall()
+        }
+    table = measure_summary_table(path, "2026-10", 11)
+    assert small and len(table) > len(small)
+    for row in table:
+        hidden = row["measure"] in small
+        assert (set(list(row.values())[1:]) == {"<11"}) is hidden, row
+    assert "<11" not in str(measure_summary_table(path, "2026-10"))
+
+
 def test_generate_is_deterministic(tmp_path):
     for name in ("a", "b"):
         done = chartaudit("generate", tmp_path / name, "--patients", "600", "--seed", "3")
