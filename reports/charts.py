@@ -53,6 +53,9 @@ class SiteRate:
     rate: float
     ci_low: float
     ci_high: float
+    # False for the row of cases with no site recorded: its label is drawn in italics, as the
+    # page prints it, so a real site of the same name is told apart.
+    recorded: bool = True
 
 
 def _svg(figure: Figure, prefix: str, label: str) -> str:
@@ -167,6 +170,8 @@ def sites_svg(
     if overall is not None:
         axes.axvline(overall, color=INK, linewidth=1, linestyle="--", label="all sites")
     axes.set_yticks(y, labels)
+    for tick, site in zip(axes.get_yticklabels(), sites, strict=True):
+        tick.set_fontstyle("normal" if site.recorded else "italic")
     axes.set_ylim(-0.7, len(sites) - 0.3)
     axes.set_xlim(0, 1.0)
     axes.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0 %", "25 %", "50 %", "75 %", "100 %"])

@@ -182,13 +182,23 @@ def sites_chart(
     measure: dict[str, Any], sites: list[dict[str, Any]], below: int | None
 ) -> dict[str, Any] | None:
     """The forest chart of a measure's site rates this month (None when no site has a rate):
-    suppressed sites and sites without a case in the denominator are left out and named."""
+    suppressed sites and sites without a case in the denominator are left out and named. The
+    cases with no site recorded are a row of their own, labelled in italics."""
     drawn = [s for s in sites if not s["suppressed"] and s["rate"] is not None]
     if not drawn:
         return None
     overall = None if measure.get("suppressed") else measure.get("rate")
     svg = charts.sites_svg(
-        [charts.SiteRate(s["stratum"], s["rate"], s["ci_low"], s["ci_high"]) for s in drawn],
+        [
+            charts.SiteRate(
+                fmt.recorded(s["stratum"]),
+                s["rate"],
+                s["ci_low"],
+                s["ci_high"],
+                recorded=s["stratum"] is not None,
+            )
+            for s in drawn
+        ],
         overall=overall,
         chart_id=f"sites-{measure['measure_id']}",
         rate_label=rate_label(measure.get("measure_type"), separator="; "),
@@ -196,18 +206,20 @@ def sites_chart(
     words = [f"Rate at each site this month with its 95 % interval ({len(drawn)} sites)"]
     if overall is not None:
         words[0] += f"; dashed line: all sites, {fmt.pct(overall)}."
-        below_all = [s["stratum"] for s in drawn if s["ci_high"] < overall]
-        above_all = [s["stratum"] for s in drawn if s["ci_low"] > overall]
+        below_all = [fmt.recorded(s["stratum"]) for s in drawn if s["ci_high"] < overall]
+        above_all = [fmt.recorded(s["stratum"]) for s in drawn if s["ci_low"] > overall]
         words.append(
             f"Interval wholly below the overall rate: {', '.join(below_all) or 'none'}; "
             f"wholly above: {', '.join(above_all) or 'none'}."
         )
     else:
         words[0] += "."
-    no_case = [s["stratum"] for s in sites if not s["suppressed"] and s["rate"] is None]
+    no_case = [
+        fmt.recorded(s["stratum"]) for s in sites if not s["suppressed"] and s["rate"] is None
+    ]
     if no_case:
         words.append(f"Not drawn, no case in the denominator: {', '.join(no_case)}.")
-    hidden = [s["stratum"] for s in sites if s["suppressed"]]
+    hidden = [fmt.recorded(s["stratum"]) for s in sites if s["suppressed"]]
     if hidden and below is not None:
         words.append(
             f"Not drawn, suppressed ({SUPPRESSED_TEXT(below)} or hidden so that a small site "

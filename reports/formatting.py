@@ -7,6 +7,18 @@ from datetime import UTC, datetime, tzinfo
 
 DASH = "\u2014"
 
+# What the report prints for a site, department or setting the extract does not record (NULL).
+# These columns are free text, so a real value could read exactly so: the page prints the label
+# in its own element, in italics (em.not-recorded, with data-stratum="" on a stratum's row), and a
+# real value as written, upright (docs/decisions.md, "A missing site or setting is its own
+# stratum").
+NOT_RECORDED = "(not recorded)"
+
+
+def recorded(value: str | None) -> str:
+    """A site, department or setting as plain text: NOT_RECORDED for a missing one."""
+    return NOT_RECORDED if value is None else value
+
 
 def pct(value: float | None) -> str:
     return DASH if value is None else f"{100 * value:.1f} %"

@@ -23,14 +23,15 @@ ORDER BY measure_id
 """
 
 # Every stratum of the period's measure summary, for suppression (which looks at a measure's
-# strata of one kind together) before anything is shown.
+# strata of one kind together) before anything is shown. A site or setting stratum with a NULL
+# stratum holds the cases with none recorded (shown last); it is not the `all` row.
 SUMMARY_SQL = """
-SELECT measure_id, period, stratum_kind,
-       CASE WHEN stratum_kind = 'all' THEN NULL ELSE coalesce(stratum, 'unknown') END AS stratum,
-       denominator, met, not_met, excluded, pending, rate, ci_low, ci_high
+SELECT measure_id, period, stratum_kind, CASE WHEN stratum_kind = 'all' THEN NULL ELSE stratum END
+       AS stratum, denominator, met, not_met, excluded, pending, rate, ci_low, ci_high
 FROM latest_measure_summary
 WHERE period = $period
-ORDER BY measure_id, CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE 2 END, stratum
+ORDER BY measure_id, CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE 2 END,
+         stratum NULLS LAST
 """
 
 # The months of the trend charts: the `all` rows of each period from $first to $period, and the

@@ -401,6 +401,7 @@ def _environment() -> jinja2.Environment:
         elapsed=fmt.elapsed,
         span=fmt.span,
     )
+    env.globals["not_recorded"] = fmt.NOT_RECORDED
     return env
 
 

@@ -7,8 +7,10 @@ a plain-Python oracle for the tests; nothing else uses it.
 Definitions (warehouse-contract.md): denominator = met + not_met; excluded and pending are reported
 beside it, never inside it; rate = met / denominator, NULL when the denominator is 0; ci_low and
 ci_high are the 95 % Wilson score interval, NULL when the denominator is 0. Strata: `all` (stratum
-NULL), `site` (stratum = site_id) and `setting` (stratum = setting); a case with no site_id or no
-setting is counted under stratum 'unknown' of that kind.
+NULL), `site` (stratum = site_id) and `setting` (stratum = setting). A case with no site_id (no
+setting) is counted under stratum NULL of that kind: NULL is no value, so a real site named
+`unknown` (or anything else) keeps its own row, and the `all` row is told apart by its kind
+(docs/decisions.md, "A missing site or setting is its own stratum").
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import math
 
 # Two-sided 95 % normal quantile, the z of the Wilson interval.
 Z_95 = 1.959963984540054
-
-# Stratum for cases whose site_id or setting is missing.
-UNKNOWN_STRATUM = "unknown"
 
 SUMMARY_COLUMNS = (
     "run_id",
@@ -49,7 +48,8 @@ def summarise_sql(case_results: str = "case_results", measures: str | None = Non
     no case at all.
 
     The names are interpolated into the SQL as they are: pass trusted relation names only.
-    Rows come out ordered by run_id, measure_id, stratum kind (all, site, setting) and stratum.
+    Rows come out ordered by run_id, measure_id, stratum kind (all, site, setting) and stratum,
+    the missing (NULL) stratum of a kind last.
     """
     zero_rows = ""
     if measures is not None:
@@ -72,8 +72,8 @@ WITH stratified AS (
     SELECT c.run_id, c.period, c.measure_id, k.stratum_kind,
            CASE k.stratum_kind
                WHEN 'all' THEN NULL::VARCHAR
-               WHEN 'site' THEN coalesce(c.site_id, '{UNKNOWN_STRATUM}')
-               ELSE coalesce(c.setting, '{UNKNOWN_STRATUM}')
+               WHEN 'site' THEN c.site_id
+               ELSE c.setting
            END AS stratum,
            c.outcome
     FROM {case_results} AS c
@@ -124,7 +124,7 @@ SELECT run_id,
 FROM wilson
 ORDER BY run_id, measure_id,
          CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE 2 END,
-         stratum NULLS FIRST
+         stratum NULLS LAST
 """
 
 

@@ -14,14 +14,16 @@ Case-level outputs (drill-down rows, the exported CSVs, case_results.parquet) li
 one, so they drop the cases of every suppressed site or setting stratum, and every case of a measure
 whose `all` row is suppressed.
 
+A site (setting) stratum whose `stratum` is null holds the cases with no site (setting) recorded:
+a stratum like any other, matched to the cases whose site_id (setting) is null, and never to a
+real site named `unknown`. The `all` row, null too, is told apart by its stratum_kind.
+
 Everything here is set-based polars: no loop over rows.
 """
 
 from __future__ import annotations
 
 import polars as pl
-
-from chartaudit.reports.summary import UNKNOWN_STRATUM
 
 # The values a suppressed stratum hides (those of them present in the frame given).
 HIDDEN_COLUMNS = (
@@ -35,7 +37,8 @@ HIDDEN_COLUMNS = (
     "ci_high",
 )
 
-# One stratum of one measure's summary; `stratum` is null for the `all` row.
+# One stratum of one measure's summary; `stratum` is null for the `all` row and for the stratum
+# of cases with no site (setting) recorded.
 STRATUM_KEY = ("measure_id", "period", "stratum_kind", "stratum")
 # The strata of one kind that add up to the `all` row.
 KIND_KEY = ("measure_id", "period", "stratum_kind")
@@ -64,7 +67,8 @@ def suppress_summary(summary: pl.DataFrame, below: int | None) -> pl.DataFrame:
 def _secondary(primary: pl.Expr) -> pl.Expr:
     """True for the stratum hidden so that a lone suppressed one cannot be found by subtraction:
     in a measure x period x kind (not `all`) with exactly one primary-suppressed stratum, the
-    shown stratum with the smallest non-zero denominator (ties: the first by name).
+    shown stratum with the smallest non-zero denominator (ties: the first by name, the stratum of
+    cases with no site or setting recorded after every named one).
 
     The rule asks this only while the `all` row is shown; no test of it is needed, as a suppressed
     `all` row (denominator 1..N-1) leaves every non-zero stratum under N, so none is left shown."""
@@ -74,11 +78,15 @@ def _secondary(primary: pl.Expr) -> pl.Expr:
     smallest = pl.col("denominator") == (
         pl.when(candidate).then(pl.col("denominator")).min().over(KIND_KEY)
     )
-    first_named = pl.col("stratum") == (
-        pl.when(candidate & smallest).then(pl.col("stratum")).min().over(KIND_KEY)
+    # min() skips nulls: the first named candidate, or none when the only one is not recorded.
+    first_name = pl.when(candidate & smallest).then(pl.col("stratum")).min().over(KIND_KEY)
+    first = (
+        pl.when(first_name.is_null())
+        .then(pl.col("stratum").is_null())
+        .otherwise(pl.col("stratum") == first_name)
     )
-    # Null strata (`all` rows) compare as null: they are never the secondary one.
-    return (lone & candidate & smallest & first_named).fill_null(False)
+    # `candidate` leaves out the `all` row, whose stratum is null too.
+    return (lone & candidate & smallest & first).fill_null(False)
 
 
 def suppressed_strata(summary: pl.DataFrame) -> pl.DataFrame:
@@ -94,11 +102,12 @@ def suppressed_strata(summary: pl.DataFrame) -> pl.DataFrame:
 def drop_suppressed_cases(cases: pl.DataFrame, strata: pl.DataFrame) -> pl.DataFrame:
     """``cases`` (with measure_id, period, site_id, setting) without those of a suppressed site or
     setting stratum, nor any of a measure and period whose `all` row is suppressed. A case with no
-    site_id (setting) belongs to the 'unknown' stratum, as in the summary."""
+    site_id (setting) belongs to the null stratum of that kind, as in the summary: the joins match
+    null to null."""
     strata = strata.cast(dict.fromkeys(STRATUM_KEY, pl.String))
     keyed = cases.with_columns(
-        _site=pl.col("site_id").cast(pl.String).fill_null(UNKNOWN_STRATUM),
-        _setting=pl.col("setting").cast(pl.String).fill_null(UNKNOWN_STRATUM),
+        _site=pl.col("site_id").cast(pl.String),
+        _setting=pl.col("setting").cast(pl.String),
         _period=pl.col("period").cast(pl.String),
         _measure=pl.col("measure_id").cast(pl.String),
     )
@@ -106,5 +115,5 @@ def drop_suppressed_cases(cases: pl.DataFrame, strata: pl.DataFrame) -> pl.DataF
         hidden = strata.filter(pl.col("stratum_kind") == kind)
         left_on = ["_measure", "_period"] + ([column] if column else [])
         right_on = ["measure_id", "period"] + (["stratum"] if column else [])
-        keyed = keyed.join(hidden, left_on=left_on, right_on=right_on, how="anti")
+        keyed = keyed.join(hidden, left_on=left_on, right_on=right_on, how="anti", nulls_equal=True)
     return keyed.drop("_site", "_setting", "_period", "_measure")

@@ -229,21 +229,21 @@ def test_csv_safe_neutralises_every_text_cell_and_leaves_numbers_and_nulls(tmp_p
 
 
 def _suppressed_cases(summary: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
-    """Cases that lie in a suppressed stratum, computed here without the module under test."""
+    """Cases that lie in a suppressed stratum, computed here without the module under test. A
+    case with no site (setting) lies in the site (setting) stratum whose stratum is null."""
     hidden = summary.filter(pl.col("suppressed"))
-    keyed = cases.with_columns(
-        site=pl.col("site_id").fill_null("unknown"), kind_setting=pl.col("setting")
-    )
-    in_all = keyed.join(
+    in_all = cases.join(
         hidden.filter(pl.col("stratum_kind") == "all").select("measure_id"), on="measure_id"
     )
-    in_site = keyed.join(
-        hidden.filter(pl.col("stratum_kind") == "site").select("measure_id", site="stratum"),
-        on=["measure_id", "site"],
+    in_site = cases.join(
+        hidden.filter(pl.col("stratum_kind") == "site").select("measure_id", site_id="stratum"),
+        on=["measure_id", "site_id"],
+        nulls_equal=True,
     )
-    in_setting = keyed.with_columns(pl.col("setting").fill_null("unknown")).join(
+    in_setting = cases.join(
         hidden.filter(pl.col("stratum_kind") == "setting").select("measure_id", setting="stratum"),
         on=["measure_id", "setting"],
+        nulls_equal=True,
     )
     return pl.concat([f.select("measure_id", "patient_id") for f in (in_all, in_site, in_setting)])
 

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from chartaudit.reports import render
+from chartaudit.reports.formatting import NOT_RECORDED
 from chartaudit.reports.render import ReportError, render_markdown_summary, render_report
 from tests.reports.conftest import (
     DQ_XSS,
@@ -145,12 +146,27 @@ def test_summary_table_counts_rates_and_intervals(page: str) -> None:
     ] in rows
 
 
-def test_strata_tables_include_unknown(page: str) -> None:
+def test_strata_tables_include_the_cases_with_no_site_or_setting(page: str) -> None:
     rows = _rows(page)
     assert ["Site", "S2", "50.0 %", _ci("9.5", "90.5"), "2", "1", "1", "0", "1"] in rows
-    assert ["Site", "unknown", "0.0 %", _ci("0.0", "79.3"), "1", "0", "1", "0", "0"] in rows
+    assert ["Site", NOT_RECORDED, "0.0 %", _ci("0.0", "79.3"), "1", "0", "1", "0", "0"] in rows
     assert ["Setting", "ed", "100.0 %", _ci("51.0", "100.0"), "4", "4", "0", "1", "1"] in rows
-    assert ["Setting", "unknown", "100.0 %", _ci("20.7", "100.0"), "1", "1", "0", "0", "0"] in rows
+    assert ["Setting", NOT_RECORDED, "100.0 %", _ci("20.7", "100.0"), "1", "1", "0", "0", "0"] in (
+        rows
+    )
+    # The label is its own element and the row's stratum is empty (NULL), so a real value that
+    # reads the same is told apart; the note says so under each table that has such a row.
+    ln01 = _section(page, "LN-01")
+    missing = '<em class="not-recorded">(not recorded)</em>'
+    # Sites: in the site chart's data and in the strata table.
+    assert ln01.count('data-stratum-kind="site" data-stratum="">') == 2
+    assert f'data-stratum-kind="site" data-stratum="">\n      <td>{missing}</td>' in ln01
+    assert ln01.count('data-stratum-kind="setting" data-stratum="">') == 1
+    assert f"<td>Site</td>\n      <td>{missing}</td>" in ln01
+    assert f"<td>Setting</td>\n      <td>{missing}</td>" in ln01
+    note = "in italics, groups the cases whose site or setting the extract does not record"
+    assert note in _text(ln01)
+    assert note not in _text(_section(page, "LN-04"))  # every LN-04 case has both
 
 
 def _section(page: str, measure_id: str) -> str:
@@ -260,9 +276,9 @@ def test_not_met_cases_with_evidence_in_local_time(page: str) -> None:
     assert [
         "p05",
         "e-p05",
-        "unknown",
-        "—",
-        "unknown",
+        NOT_RECORDED,
+        NOT_RECORDED,
+        NOT_RECORDED,
         "2026-10-10 08:00 +01:00",
         'no spine MRI ordered; <b>see chart</b> & "nursing notes"',
         none_found,
@@ -271,7 +287,7 @@ def test_not_met_cases_with_evidence_in_local_time(page: str) -> None:
         "p04",
         "e-p04",
         "S2",
-        "—",
+        NOT_RECORDED,  # this warehouse has no encounters table: no department
         "inpatient",
         "2026-10-28 23:30 +00:00",
         "spine MRI (order O-9) at 20.0 h, after the 12 h window",
@@ -281,12 +297,15 @@ def test_not_met_cases_with_evidence_in_local_time(page: str) -> None:
         "p13",
         "—",
         "S2",
-        "—",
+        NOT_RECORDED,
         "outpatient",
         "2026-10-31 23:00 +00:00",
         "no monofilament exam in the 12 months to 2026-10-31",
         none_found,
     ] in rows
+    missing = '<em class="not-recorded">(not recorded)</em>'
+    for field in ("site_id", "department", "setting"):
+        assert f'<td data-field="{field}">{missing}</td>' in page
     # Met, excluded and pending cases are not listed as not met.
     assert '<td data-field="patient_id">p05</td>' in page
     for patient in ("p01", "p06", "p07", "p11"):

@@ -65,10 +65,10 @@ def test_exact_rows_for_one_run(warehouse: duckdb.DuckDBPyConnection) -> None:
         _row("LN-01", "site", "<script>alert(1)</script>", 1, 0, 1, 0, 0, 1.0, 0.2065, 1.0),
         _row("LN-01", "site", "S1", 2, 1, 2, 0, 0, 1.0, 0.3424, 1.0),
         _row("LN-01", "site", "S2", 2, 0, 1, 1, 1, 0.5, 0.0945, 0.9055),
-        _row("LN-01", "site", "unknown", 1, 0, 0, 1, 0, 0.0, 0.0, 0.7935),
+        _row("LN-01", "site", None, 1, 0, 0, 1, 0, 0.0, 0.0, 0.7935),  # p05: no site
         _row("LN-01", "setting", "ed", 4, 1, 4, 0, 1, 1.0, 0.5101, 1.0),
         _row("LN-01", "setting", "inpatient", 1, 0, 0, 1, 0, 0.0, 0.0, 0.7935),
-        _row("LN-01", "setting", "unknown", 1, 0, 0, 1, 0, 0.0, 0.0, 0.7935),
+        _row("LN-01", "setting", None, 1, 0, 0, 1, 0, 0.0, 0.0, 0.7935),
         _row("LN-04", "all", None, 3, 1, 1, 2, 1, 0.3333, 0.0615, 0.7923),
         _row("LN-04", "site", "S1", 3, 1, 1, 2, 1, 0.3333, 0.0615, 0.7923),
         _row("LN-04", "setting", "ed", 3, 1, 1, 2, 1, 0.3333, 0.0615, 0.7923),
@@ -78,8 +78,37 @@ def test_exact_rows_for_one_run(warehouse: duckdb.DuckDBPyConnection) -> None:
         _row("LN-07", "site", "S1", 2, 0, 2, 0, 0, 1.0, 0.3424, 1.0),
         _row("LN-07", "site", "S2", 1, 0, 0, 1, 0, 0.0, 0.0, 0.7935),
         _row("LN-07", "setting", "outpatient", 2, 0, 1, 1, 0, 0.5, 0.0945, 0.9055),
-        _row("LN-07", "setting", "unknown", 1, 0, 1, 0, 0, 1.0, 0.2065, 1.0),
+        _row("LN-07", "setting", None, 1, 0, 1, 0, 0, 1.0, 0.2065, 1.0),
     ]
+
+
+def test_a_site_named_unknown_and_a_missing_site_are_two_strata() -> None:
+    # A site and a setting really named `unknown`, and cases with none recorded: each kind has
+    # one stratum of each, the missing one NULL and last (the `all` row is NULL by its kind).
+    con = duckdb.connect()
+    con.execute(RESULT_TABLES_DDL)
+    con.execute(
+        "INSERT INTO case_results (run_id, period, measure_id, measure_version, unit,"
+        " patient_id, site_id, setting, index_time, outcome, evidence)"
+        " SELECT 'r-x', '2026-10', 'LN-01', '1', 'episode', patient, site, setting,"
+        " TIMESTAMPTZ '2026-10-05 08:00:00+00', outcome, outcome FROM (VALUES"
+        " ('pa', 'unknown', 'unknown', 'met'), ('pb', 'unknown', 'unknown', 'not_met'),"
+        " ('pc', 'unknown', 'ed', 'met'), ('pd', NULL, NULL, 'not_met'),"
+        " ('pe', NULL, 'ed', 'excluded'), ('pf', 'A', NULL, 'pending'))"
+        " AS v(patient, site, setting, outcome)"
+    )
+    rows = _rounded(con.sql(summarise_sql()).fetchall())
+    strata = [(r[3], r[4], *r[5:10]) for r in rows]  # kind, stratum, den, exc, met, not met, pend
+    assert strata == [
+        ("all", None, 4, 1, 2, 2, 1),
+        ("site", "A", 0, 0, 0, 0, 1),
+        ("site", "unknown", 3, 0, 2, 1, 0),
+        ("site", None, 1, 1, 0, 1, 0),
+        ("setting", "ed", 1, 1, 1, 0, 0),
+        ("setting", "unknown", 2, 0, 1, 1, 0),
+        ("setting", None, 1, 0, 0, 1, 1),
+    ]
+    con.close()
 
 
 def test_without_measures_no_zero_rows(warehouse: duckdb.DuckDBPyConnection) -> None:

@@ -157,9 +157,10 @@ CASES = pl.DataFrame(
     [
         ("LN-01", "2026-10", "p1", "A", "ed"),
         ("LN-01", "2026-10", "p2", "B", "ed"),
-        ("LN-01", "2026-10", "p3", None, "ed"),  # site 'unknown'
+        ("LN-01", "2026-10", "p3", None, "ed"),  # no site recorded
         ("LN-01", "2026-10", "p4", "C", "inpatient"),
-        ("LN-01", "2026-10", "p5", "C", None),  # setting 'unknown'
+        ("LN-01", "2026-10", "p5", "C", None),  # no setting recorded
+        ("LN-01", "2026-10", "p9", "unknown", "unknown"),  # a site and setting named so: shown
         ("LN-01", "2026-09", "p6", "B", "ed"),  # another period: B shown there
         ("LN-04", "2026-10", "p7", "B", "ed"),  # another measure
         ("LN-05", "2026-10", "p8", "A", "ed"),  # its `all` row is suppressed
@@ -173,9 +174,9 @@ def test_drop_suppressed_cases_drops_suppressed_sites_settings_and_measures():
     strata = pl.DataFrame(
         [
             ("LN-01", "2026-10", "site", "B"),
-            ("LN-01", "2026-10", "site", "unknown"),
+            ("LN-01", "2026-10", "site", None),  # the cases with no site recorded
             ("LN-01", "2026-10", "setting", "inpatient"),
-            ("LN-01", "2026-10", "setting", "unknown"),
+            ("LN-01", "2026-10", "setting", None),
             ("LN-05", "2026-10", "all", None),
             ("LN-05", "2026-10", "site", "A"),
         ],
@@ -184,7 +185,59 @@ def test_drop_suppressed_cases_drops_suppressed_sites_settings_and_measures():
     )
     kept = drop_suppressed_cases(CASES, strata)
     assert kept.columns == CASES.columns
-    assert kept["patient_id"].to_list() == ["p1", "p6", "p7"]
+    assert kept["patient_id"].to_list() == ["p1", "p9", "p6", "p7"]
+
+
+def test_a_suppressed_site_named_unknown_keeps_the_cases_with_no_site():
+    strata = pl.DataFrame(
+        [("LN-01", "2026-10", "site", "unknown"), ("LN-01", "2026-10", "setting", "unknown")],
+        schema=["measure_id", "period", "stratum_kind", "stratum"],
+        orient="row",
+    )
+    kept = drop_suppressed_cases(CASES, strata)
+    assert kept["patient_id"].to_list() == ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"]
+
+
+def test_a_site_named_unknown_and_the_unrecorded_sites_are_suppressed_apart():
+    rows = [
+        _row("all", None, 40, 30),
+        _row("site", "A", 24, 20),
+        _row("site", "unknown", 12, 8),  # a real site: shown
+        _row("site", None, 4, 2),  # no site recorded: primary
+        _row("setting", "ed", 40, 30),
+    ]
+    # The lone primary takes the next smallest, the real `unknown`, with it.
+    assert_frame_equal(suppress_summary(_frame(rows), 11), _expected(rows, {2, 3}))
+    assert suppressed_strata(suppress_summary(_frame(rows), 11)).rows() == [
+        ("LN-01", "2026-10", "site", "unknown"),
+        ("LN-01", "2026-10", "site", None),
+    ]
+    # Below 5 as well, with A as small as `unknown`: the first by name, A, goes with it.
+    rows[1] = _row("site", "A", 12, 10)
+    assert_frame_equal(suppress_summary(_frame(rows), 5), _expected(rows, {1, 3}))
+
+
+def test_the_unrecorded_stratum_can_be_the_secondary_one():
+    rows = [
+        _row("all", None, 40, 30),
+        _row("site", "unknown", 4, 2),  # a real site: primary
+        _row("site", None, 12, 8),  # no site recorded: the next smallest, secondary
+        _row("site", "Z", 24, 20),
+        _row("setting", "ed", 40, 30),
+    ]
+    assert_frame_equal(suppress_summary(_frame(rows), 11), _expected(rows, {1, 2}))
+
+
+def test_a_named_stratum_goes_before_the_unrecorded_one_of_the_same_size():
+    rows = [
+        _row("all", None, 40, 30),
+        _row("site", None, 12, 8),  # as small as Z, but after every name: shown
+        _row("site", "A", 4, 2),  # primary
+        _row("site", "Z", 12, 10),  # secondary
+        _row("site", "unknown", 12, 10),  # as small, after "Z" by name: shown
+        _row("setting", "ed", 40, 30),
+    ]
+    assert_frame_equal(suppress_summary(_frame(rows), 11), _expected(rows, {2, 3}))
 
 
 def test_drop_suppressed_cases_with_nothing_suppressed_keeps_every_case():
