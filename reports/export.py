@@ -247,7 +247,8 @@ def readme_text(
         csv_files: (
             f"one per measure ({len(frames.measure_ids)}), its not-met cases for chart review:"
             f" pseudonymous ids, index time in {run.timezone} with its UTC offset, site,"
-            " department, setting, reason, evidence in words. A file with only a header has no"
+            " department, setting (an empty cell: not recorded in the extract; a value is its"
+            " text, whatever it says), reason, evidence in words. A file with only a header has no"
             " case to show. Text cells a spreadsheet would run as a formula (starting with"
             " = + - @, a tab or a line break, also after spaces or quotes) begin with ' so they"
             " open as text."
@@ -258,8 +259,9 @@ def readme_text(
         ),
         SUMMARY_FILE: (
             "per measure and stratum (all, site, setting): denominator, met, not met, excluded,"
-            " pending, rate and 95 % Wilson interval; `suppressed` says whether the row's values"
-            " were hidden."
+            " pending, rate and 95 % Wilson interval; a site or setting row with an empty (null)"
+            " stratum counts the cases with none recorded, apart from any site of any name;"
+            " `suppressed` says whether the row's values were hidden."
         ),
         README_FILE: "this file.",
     }
