@@ -9,6 +9,10 @@ flow with a subflow per month (``chartaudit backfill``, ``chartaudit demo``).
   raising its exception), and its error is recorded as one line. Two failures stop the whole
   backfill, because every later month would fail the same way or the person asked to stop: a
   rejected extract, and a stop signal (RunInterrupted).
+- **Only months the extract covers.** A range reaching outside the coverage the manifest
+  states is refused before any month starts, naming the months; a first or last month the
+  extract covers only in part needs ``allow_partial_month`` (each such month's run is marked
+  partial). Coverage the manifest leaves out is checked per month by its load step.
 - **A summary at the end:** a Rich table on standard output, a Markdown artifact, and, when any
   month failed, BackfillIncomplete naming them (one ``error: …`` line, exit status 1).
 
@@ -28,9 +32,10 @@ from rich.console import Console
 from rich.table import Table
 
 from chartaudit.audits.engine import DEFAULT_RULESET
+from chartaudit.audits.period import Coverage
 from chartaudit.flows.conditions import error_line, install_log_filter
 from chartaudit.flows.monthly_audit import monthly_audit, report
-from chartaudit.flows.months import month_range
+from chartaudit.flows.months import covered_range, month_range
 from chartaudit.flows.steps import RunError
 from chartaudit.flows.supervisor import STOPPED, RunInterrupted, stop_requested
 from chartaudit.reports.render import report_path
@@ -69,6 +74,7 @@ class BackfillOutcome:
 class ExtractIdentity:
     extract_id: str
     input_digest: str
+    coverage: Coverage  # what the manifest states of it
 
 
 @task(cache_policy=NONE)
@@ -76,7 +82,9 @@ def identify_extract(extract_dir: str) -> ExtractIdentity:
     """The extract's id and digest (what a month's run records), from its table-level checks:
     a rejected extract fails here, once, before any month starts."""
     layout = check_extract(Path(extract_dir))
-    return ExtractIdentity(layout.manifest.extract_id, layout.digest)
+    manifest = layout.manifest
+    coverage = Coverage.of(manifest.coverage_start, manifest.coverage_end, manifest.timezone)
+    return ExtractIdentity(manifest.extract_id, layout.digest, coverage)
 
 
 @task(cache_policy=NONE)
@@ -100,12 +108,14 @@ def backfill(
     measure_folders: list[str] | None = None,
     redo: bool = False,
     suppress_below: int | None = None,
+    allow_partial_month: bool = False,
 ) -> BackfillOutcome:
     """Audit every month from ``first`` to ``last`` (YYYY-MM, both included) of one extract;
     the other arguments are the monthly audit's. Raises BackfillIncomplete after the summary
     when any month failed."""
-    months = month_range(first, last)
+    month_range(first, last)  # a bad range fails before the extract is read
     extract = identify_extract(extract_dir)
+    months = covered_range(first, last, extract.coverage, allow_partial_month)
     get_run_logger().info(
         "backfill of extract %s, %s to %s (%d months), rule set %s%s",
         extract.extract_id,
@@ -123,6 +133,7 @@ def backfill(
         "max_quarantine_share": max_quarantine_share,
         "measure_folders": list(measure_folders or []),
         "suppress_below": suppress_below,
+        "allow_partial_month": allow_partial_month,
     }
     results = []
     for period in months:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from chartaudit.audits.describe import measure_lines
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue
-from chartaudit.audits.period import parse_period
+from chartaudit.audits.period import Coverage, parse_period
 from chartaudit.flows import steps, supervisor
 from chartaudit.flows.conditions import guarded
 from chartaudit.flows.deck_report import (
@@ -28,7 +28,7 @@ from chartaudit.flows.deck_report import (
     print_unreached,
 )
 from chartaudit.flows.files import OWNER_ONLY_UMASK
-from chartaudit.flows.months import complete_months, month_range
+from chartaudit.flows.months import complete_months, covered_range, month_range
 from chartaudit.flows.settings import measure_folders, thresholds
 from chartaudit.flows.thresholds import breaches
 from chartaudit.reports.export import export_folder, write_export
@@ -72,6 +72,14 @@ SuppressOption = Annotated[
         " (11 is the usual choice). Default: everything is shown.",
     ),
 ]
+AllowPartialOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial-month",
+        help="Audit a month the extract covers only in part (its coverage starts or ends inside"
+        " it); the run, the warehouse and the report mark it partial. Default: refused.",
+    ),
+]
 DEFAULT_OUT = Path("reports/out")
 MeasuresOption = Annotated[
     list[Path] | None,
@@ -90,14 +98,27 @@ def _guarded(action: Callable[[], int | None]) -> None:
 
 
 def _preflight(
-    extract_dir: Path, period: str | None, ruleset: str, folders: list[Path], warehouse: Path
+    extract_dir: Path,
+    period: str | None,
+    ruleset: str,
+    folders: list[Path],
+    warehouse: Path,
+    months: tuple[str, str] | None = None,
+    allow_partial: bool = False,
 ) -> None:
-    """The checks that need no data: a bad argument, measure file, rejected extract or busy
-    warehouse fails in a second, before Prefect starts its temporary server."""
+    """The checks that need no data: a bad argument, measure file, rejected extract, a period
+    (or backfill ``months``, first and last) outside the coverage the manifest states, or a busy
+    warehouse fails in a second, before Prefect starts its temporary server. Coverage the
+    manifest leaves out is observed in the data, and checked by the flow's load step."""
     if period is not None:
         parse_period(period)
     Catalogue.load(folders).require_ruleset(ruleset)
-    check_extract(extract_dir)
+    manifest = check_extract(extract_dir).manifest
+    coverage = Coverage.of(manifest.coverage_start, manifest.coverage_end, manifest.timezone)
+    if period is not None:
+        coverage.check(period, allow_partial)
+    if months is not None:
+        covered_range(*months, coverage, allow_partial)
     check_can_start_run(warehouse)
 
 
@@ -116,7 +137,9 @@ def _run_flow(
     line."""
     folders = measure_folders(folders)
     thresholds(kw.get("max_quarantine_share"))  # a malformed [thresholds] fails here, too
-    _preflight(extract_dir, period, ruleset, folders, warehouse)
+    months = (kw["first"], kw["last"]) if flow == "backfill" else None
+    allow_partial = kw.get("allow_partial_month", False)
+    _preflight(extract_dir, period, ruleset, folders, warehouse, months, allow_partial)
     job = {
         "flow": flow,
         "extract_dir": str(extract_dir),
@@ -142,8 +165,10 @@ def _run_monthly_audit(job: dict) -> None:
     from chartaudit.flows.monthly_audit import monthly_audit  # Prefect loads only when needed
 
     outcome = monthly_audit(**job)
+    partial = " (a partial month)" if outcome.partial else ""
     out.print(
-        f"[bold]period {outcome.period}[/]: {outcome.cases} cases judged (run {outcome.run_id})"
+        f"[bold]period {outcome.period}[/]{partial}: {outcome.cases} cases judged"
+        f" (run {outcome.run_id})"
     )
     out.print(f"warehouse: {Path(outcome.warehouse).resolve()}")
     out.print(f"report:    {Path(outcome.report).resolve()}")
@@ -177,8 +202,11 @@ def run(
     ] = None,
     folders: MeasuresOption = None,
     suppress_below: SuppressOption = None,
+    allow_partial_month: AllowPartialOption = False,
 ) -> None:
-    """Load, validate and audit one month of an extract; write the warehouse and the report."""
+    """Load, validate and audit one month of an extract; write the warehouse and the report.
+    A month outside the extract's coverage is refused, and so is one it covers only in part
+    unless --allow-partial-month is given."""
     _guarded(
         lambda: _run_flow(
             extract_dir,
@@ -189,6 +217,7 @@ def run(
             folders=folders,
             max_quarantine_share=max_quarantine_share,
             suppress_below=suppress_below,
+            allow_partial_month=allow_partial_month,
         )
     )
 
@@ -437,10 +466,19 @@ def backfill(
         bool, typer.Option("--redo", help="Audit every month again, also those that succeeded.")
     ] = False,
     suppress_below: SuppressOption = None,
+    allow_partial_month: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial-month",
+            help="Also audit the range's first or last month when the extract covers it only"
+            " in part; those runs are marked partial. Default: such a range is refused.",
+        ),
+    ] = False,
 ) -> None:
     """Audit every month of a range, oldest first, one Prefect flow with a subflow per month.
     Months already audited successfully from this extract under this rule set are skipped; a
-    failed month does not stop the others; exit 1 when any failed, naming them."""
+    failed month does not stop the others; exit 1 when any failed, naming them. A range
+    reaching outside the extract's coverage is refused before anything starts."""
 
     def start() -> int:
         month_range(first, last)  # a bad range is refused before anything starts
@@ -457,6 +495,7 @@ def backfill(
             redo=redo,
             max_quarantine_share=max_quarantine_share,
             suppress_below=suppress_below,
+            allow_partial_month=allow_partial_month,
         )
 
     _guarded(start)

@@ -1,10 +1,11 @@
 """Known conditions and unexpected faults: what each prints, and where.
 
 A known condition is something a person acts on: a rejected extract, a threshold passed, a busy
-warehouse, a bad argument or setting, a run stopped on request. It prints one line, ``error: …``,
-on standard error (exit status 1), and the run log (standard output) carries the same line: no
-traceback anywhere. Anything else is a bug or an environment fault: its full traceback goes to
-the run log, and standard error gets one ``error: unexpected …`` line (exit status 2).
+warehouse, a bad argument or setting, a period the extract does not cover (whole), a run stopped
+on request. It prints one line, ``error: …``, on standard error (exit status 1), and the run log
+(standard output) carries the same line: no traceback anywhere. Anything else is a bug or an
+environment fault: its full traceback goes to the run log, and standard error gets one
+``error: unexpected …`` line (exit status 2).
 
 Inside a flow run the run log is Prefect's: its engines log a failed task or flow with
 ``exc_info``, a traceback. ``KnownConditionLogFilter`` turns the flow's record of a known
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 from chartaudit.audits.engine import UnknownRuleset
 from chartaudit.audits.measure import MeasureError
-from chartaudit.audits.period import PeriodError
+from chartaudit.audits.period import CoverageError, PeriodError
 from chartaudit.audits.valuesets import ValueSetError
 from chartaudit.flows.deck_report import DeckFailures
 from chartaudit.flows.settings import SettingsError
@@ -41,6 +42,7 @@ KNOWN_CONDITIONS: tuple[type[Exception], ...] = (
     WarehouseUnreadable,
     UnknownRuleset,
     PeriodError,
+    CoverageError,
     ReportError,
     MeasureError,
     ValueSetError,

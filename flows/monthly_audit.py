@@ -58,15 +58,42 @@ io_task = task(
 
 @io_task
 def load(
-    extract_dir: str, work: str, period: str | None, ruleset: str, measure_folders: list[str]
+    extract_dir: str,
+    work: str,
+    period: str | None,
+    ruleset: str,
+    measure_folders: list[str],
+    allow_partial_month: bool = False,
 ) -> steps.RunPlan:
     logger = get_run_logger()
-    plan = steps.load_step(Path(extract_dir), Path(work), period, ruleset, tuple(measure_folders))
+    plan = steps.load_step(
+        Path(extract_dir),
+        Path(work),
+        period,
+        ruleset,
+        tuple(measure_folders),
+        allow_partial_month=allow_partial_month,
+    )
     checkpoint("load")
     if plan.timezone_defaulted:
         logger.warning("manifest.json gives no time zone: naive timestamps are read as UTC")
     if plan.coverage_end_observed:
         logger.warning("manifest.json gives no coverage_end: using the latest instant in the data")
+    if plan.coverage_start_observed and plan.coverage_start is None:
+        logger.warning("manifest.json gives no coverage_start and the extract no encounter")
+    elif plan.coverage_start_observed:
+        logger.warning(
+            "manifest.json gives no coverage_start: using the day of the earliest encounter"
+            " (coverage %s)",
+            plan.coverage.describe(),
+        )
+    if plan.partial:
+        logger.warning(
+            "period %s is a partial month: the extract covers %s of it; audited as partial"
+            " (--allow-partial-month), its counts hold only those days",
+            plan.period,
+            plan.coverage.part_of(plan.period),
+        )
     logger.info(
         "run %s: extract %s, period %s, rule set %s, time zone %s, coverage end %s",
         plan.run_id,
@@ -202,6 +229,7 @@ class AuditOutcome:
     cases: int
     warehouse: str
     report: str
+    partial: bool = False  # the extract covers the period only in part
 
 
 @flow(name="monthly-audit", log_prints=False)
@@ -214,18 +242,23 @@ def monthly_audit(
     max_quarantine_share: float | None = None,
     measure_folders: list[str] | None = None,
     suppress_below: int | None = None,
+    allow_partial_month: bool = False,
 ) -> AuditOutcome:
     """Audit one month of an extract into the warehouse and render its report.
 
-    ``period`` defaults to the extract's last complete month; ``measure_folders`` adds measure
-    folders to the built-in catalogue; ``suppress_below`` N hides strata of 1 to N-1 cases in
-    the report and the artifacts (reports/suppression.py). The data-quality limits are the
-    settings' ([thresholds] in chartaudit.toml, CHARTAUDIT_THRESHOLDS__*);
-    ``max_quarantine_share`` overrides the quarantined share of every table. Earlier months'
-    pending cases that this extract decides are judged again. A rejected extract writes nothing;
-    any later failure (a table past a limit included) marks the run failed and leaves every
-    result and report as it was. Files the run creates are the owner's only (flows/files.py),
-    and its work folder is removed at the end, also after a failure (flows/workfolder.py).
+    ``period`` defaults to the extract's last complete month. A period outside the extract's
+    coverage fails before anything is written (not even a ``runs`` row); so does a month the
+    extract covers only in part, unless ``allow_partial_month``: then the run, its ``runs``
+    row and the report mark it partial (docs/decisions.md, "Periods the extract covers").
+    ``measure_folders`` adds measure folders to the built-in catalogue; ``suppress_below`` N
+    hides strata of 1 to N-1 cases in the report and the artifacts (reports/suppression.py).
+    The data-quality limits are the settings' ([thresholds] in chartaudit.toml,
+    CHARTAUDIT_THRESHOLDS__*); ``max_quarantine_share`` overrides the quarantined share of every
+    table. Earlier months' pending cases that this extract decides are judged again. A rejected
+    extract writes nothing; any later failure (a table past a limit included) marks the run
+    failed and leaves every result and report as it was. Files the run creates are the owner's
+    only (flows/files.py), and its work folder is removed at the end, also after a failure
+    (flows/workfolder.py).
 
     From before it records itself ``running`` to its end the run holds the warehouse's run lock:
     another run meanwhile fails with WarehouseBusy and writes nothing, and a ``running`` run
@@ -234,7 +267,9 @@ def monthly_audit(
     limits = thresholds(max_quarantine_share)  # a malformed settings file fails here
     with owner_only_files(), work_folder() as folder:
         work = str(folder)
-        plan = load(extract_dir, work, period, ruleset, list(measure_folders or []))
+        plan = load(
+            extract_dir, work, period, ruleset, list(measure_folders or []), allow_partial_month
+        )
         with warehouse.run_lock(Path(warehouse_path), plan.record):
             _log_interrupted(warehouse.begin_run(Path(warehouse_path), plan.record))
             try:
@@ -248,7 +283,7 @@ def monthly_audit(
                 )
                 raise
             path = report(warehouse_path, plan.period, out_dir, suppress_below)
-    return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path)
+    return AuditOutcome(plan.run_id, plan.period, cases, warehouse_path, path, plan.partial)
 
 
 def _log_interrupted(runs: list[warehouse.InterruptedRun]) -> None:

@@ -3,7 +3,8 @@
 Prefect tasks (monthly_audit.py) wrap these one to one and pass only the work folder's path
 between them; tests call them directly. The work folder holds each step's output as Parquet:
 
-    plan.json      run id, period, rule set, measure folders, extract identity, coverage end
+    plan.json      run id, period, rule set, measure folders, extract identity, coverage, and
+                   whether the extract covers the period only in part
     raw/           the extract as read (typed), with read faults
     validated/     canonical rows, quarantine, data-quality warnings, load counts
     results/       case_results and measures (this month's run, and the runs of earlier months
@@ -18,15 +19,16 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, MeasureRun, run_measures
-from chartaudit.audits.period import AuditPeriod, last_complete_period, parse_period
+from chartaudit.audits.period import AuditPeriod, Coverage, parse_period
 from chartaudit.audits.rejudge import rejudge_pending
 from chartaudit.flows.settings import DEFAULT_QUARANTINE_SHARE, ThresholdSettings
 from chartaudit.flows.thresholds import QUARANTINE, breaches
@@ -75,6 +77,9 @@ class RunPlan:
     code_version: str
     started_at: str
     measure_folders: tuple[str, ...] = ()  # extra measure folders beside the built-in ones
+    coverage_start: str | None = None  # ISO instant: local midnight of the first day covered
+    coverage_start_observed: bool = False  # True when taken from the data, not the manifest
+    partial: bool = False  # the extract covers the period only in part (--allow-partial-month)
 
     def save(self, work: Path) -> None:
         (work / "plan.json").write_text(json.dumps(asdict(self), indent=2))
@@ -90,7 +95,17 @@ class RunPlan:
 
     @property
     def audit_period(self) -> AuditPeriod:
-        return AuditPeriod.of(self.period, self.timezone, datetime.fromisoformat(self.coverage_end))
+        return AuditPeriod.of(
+            self.period,
+            self.timezone,
+            datetime.fromisoformat(self.coverage_end),
+            None if self.coverage_start is None else datetime.fromisoformat(self.coverage_start),
+        )
+
+    @property
+    def coverage(self) -> Coverage:
+        start = self.audit_period.coverage_start
+        return Coverage(self.timezone, start, datetime.fromisoformat(self.coverage_end))
 
     @property
     def record(self) -> warehouse.RunRecord:
@@ -103,6 +118,8 @@ class RunPlan:
             self.code_version,
             self.timezone,
             datetime.fromisoformat(self.started_at),
+            coverage_start=self.audit_period.coverage_start,
+            partial=self.partial,
         )
 
 
@@ -141,25 +158,40 @@ def _latest_instant(raw: RawExtract) -> datetime | None:
     return max(latest) if latest else None
 
 
+def _first_encounter_day(raw: RawExtract) -> date | None:
+    """Coverage start when the manifest gives none: the local day of the earliest encounter.
+    Not the earliest instant of any table: diagnoses carry a patient's history, years older
+    than the extract's encounters (docs/decisions.md, "Periods the extract covers")."""
+    earliest = raw.tables["encounters"].get_column("arrival_time").min()
+    return None if earliest is None else earliest.astimezone(ZoneInfo(raw.manifest.timezone)).date()
+
+
 def load_step(
     extract_dir: Path,
     work: Path,
     period: str | None,
     ruleset: str = DEFAULT_RULESET,
     measure_folders: tuple[str, ...] = (),
+    allow_partial_month: bool = False,
 ) -> RunPlan:
-    """Read the extract (table-level faults raise ExtractRejected) and plan the run."""
+    """Read the extract (table-level faults raise ExtractRejected) and plan the run. A period
+    the extract does not cover, or covers in part without ``allow_partial_month``, raises
+    CoverageError here, before anything is written; no period is its last whole month."""
     Catalogue.load(measure_folders).require_ruleset(ruleset)
     raw = read_extract(extract_dir)
-    raw.save(work / "raw")
     manifest = raw.manifest
     coverage_end = manifest.coverage_end or _latest_instant(raw)
     if coverage_end is None:
         raise RunError(
             f"{extract_dir}: no coverage_end in manifest.json and no timestamps in the data"
         )
-    period = period or last_complete_period(coverage_end, manifest.timezone)
+    coverage = Coverage.of(
+        manifest.coverage_start or _first_encounter_day(raw), coverage_end, manifest.timezone
+    )
+    period = period or coverage.last_whole_month()
     parse_period(period)  # a malformed period fails here, before anything is written
+    partial = coverage.check(period, allow_partial_month)
+    raw.save(work / "raw")
     now = datetime.now(UTC)
     plan = RunPlan(
         run_id=f"{period}_{now:%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:6]}",
@@ -174,6 +206,9 @@ def load_step(
         code_version=code_version(),
         started_at=now.isoformat(),
         measure_folders=tuple(str(f) for f in measure_folders),
+        coverage_start=None if coverage.start is None else coverage.start.isoformat(),
+        coverage_start_observed=manifest.coverage_start is None,
+        partial=partial,
     )
     plan.save(work)
     return plan
@@ -292,6 +327,7 @@ def _rejudge_runs(plan: RunPlan, rejudged: list) -> pl.DataFrame:
             "code_version": [plan.code_version] * len(rejudged),
             "timezone": [plan.timezone] * len(rejudged),
             "coverage_end": [datetime.fromisoformat(plan.coverage_end)] * len(rejudged),
+            "coverage_start": [plan.audit_period.coverage_start] * len(rejudged),
             "kind": ["rejudge"] * len(rejudged),
             "parent_run_id": [r.parent_run_id for r in rejudged],
             "triggered_by": [plan.run_id] * len(rejudged),
@@ -300,6 +336,7 @@ def _rejudge_runs(plan: RunPlan, rejudged: list) -> pl.DataFrame:
             "started_at": pl.Datetime("us", "UTC"),
             "finished_at": pl.Datetime("us", "UTC"),
             "coverage_end": pl.Datetime("us", "UTC"),
+            "coverage_start": pl.Datetime("us", "UTC"),
         },
     )
 

@@ -34,6 +34,7 @@ import duckdb
 import jinja2
 import polars as pl
 
+from chartaudit.audits.period import Coverage
 from chartaudit.reports import formatting as fmt
 from chartaudit.reports import queries
 from chartaudit.reports.cases import not_met_cases
@@ -127,6 +128,35 @@ def _latest_run(con: duckdb.DuckDBPyConnection, period: str) -> _Run:
     else:
         note = "the run recorded no time zone; times are shown in UTC"
     return _Run(fields, UTC, "UTC", note)
+
+
+# The coverage of the extract a period's cases were found in: the run's own, or for a rejudge
+# run (which judges again only cases found before) that of the audit run at the root of its
+# chain of parents.
+_FOUND_IN_SQL = """
+WITH RECURSIVE chain AS (
+  SELECT run_id, parent_run_id, kind, coverage_start, coverage_end, 0 AS depth
+  FROM runs WHERE run_id = $run_id
+  UNION ALL
+  SELECT r.run_id, r.parent_run_id, r.kind, r.coverage_start, r.coverage_end, c.depth + 1
+  FROM runs r JOIN chain c ON r.run_id = c.parent_run_id
+  WHERE c.kind = 'rejudge' AND c.depth < 1000
+)
+SELECT coverage_start, coverage_end FROM chain WHERE kind IS DISTINCT FROM 'rejudge'
+ORDER BY depth LIMIT 1
+"""
+
+
+def _partial_month(con: duckdb.DuckDBPyConnection, run: _Run, period: str) -> str | None:
+    """'2026-10-01 to 2026-10-15' when the run is marked partial (--allow-partial-month): the
+    days of the period its extract covers; None for a whole month (or an older warehouse)."""
+    if not run.fields.get("partial"):
+        return None
+    rows = con.execute(_FOUND_IN_SQL, {"run_id": run.fields["run_id"]}).fetchall()
+    start, end = rows[0] if rows else (None, run.fields.get("coverage_end"))
+    if end is None:
+        return "part of the month"
+    return Coverage(run.zone_name, start, end).part_of(period)
 
 
 def _is_rejudge(fields: dict[str, Any]) -> bool:
@@ -357,6 +387,7 @@ def _report_context(
         "zone_name": run.zone_name,
         "zone_note": run.zone_note,
         "coverage_end": fmt.local_time(fields.get("coverage_end"), zone),
+        "partial_month": _partial_month(con, run, period),
         "started_at": fmt.local_time(fields.get("started_at"), zone),
         "finished_at": fmt.local_time(fields.get("finished_at"), zone),
         "generated_at": fmt.local_time(generated_at, zone),

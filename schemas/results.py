@@ -89,6 +89,13 @@ RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("kind", "VARCHAR", "audit | rejudge (pending cases of this period judged again)"),
         ("parent_run_id", "VARCHAR", "rejudge: the run whose results it updates"),
         ("triggered_by", "VARCHAR", "rejudge: the audit run that judged them again"),
+        ("coverage_start", "TIMESTAMPTZ", "instants before this are not in the extract"),
+        (
+            "partial",
+            "BOOLEAN",
+            "the extract covers the period only in part (--allow-partial-month); a rejudge run"
+            " inherits it from the run it updates",
+        ),
     ),
     "load_counts": (
         ("run_id", "VARCHAR NOT NULL", ""),

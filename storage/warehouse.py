@@ -64,6 +64,8 @@ class RunRecord:
     code_version: str
     timezone: str
     started_at: datetime
+    coverage_start: datetime | None = None
+    partial: bool = False  # the extract covers the period only in part
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -209,8 +211,8 @@ def begin_run(path: Path, run: RunRecord) -> list[InterruptedRun]:
         )
         con.execute(
             "INSERT INTO runs (run_id, period, ruleset, status, started_at, extract_id,"
-            " input_digest, code_version, timezone, kind)"
-            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, 'audit')",
+            " input_digest, code_version, timezone, kind, coverage_start, partial)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, 'audit', ?, ?)",
             [
                 run.run_id,
                 run.period,
@@ -220,6 +222,8 @@ def begin_run(path: Path, run: RunRecord) -> list[InterruptedRun]:
                 run.input_digest,
                 run.code_version,
                 run.timezone,
+                run.coverage_start,
+                run.partial,
             ],
         )
         con.commit()
@@ -315,6 +319,14 @@ def publish_run(
                 "UPDATE runs SET status = 'succeeded', finished_at = ?, coverage_end = ?"
                 " WHERE run_id = ?",
                 [datetime.now(UTC), coverage_end, run_id],
+            )
+            # A month first audited in part stays partial when its pending cases are judged
+            # again: the later extract decides those cases, and adds none of the month's.
+            con.execute(
+                "UPDATE runs SET partial = parent.partial FROM runs parent"
+                " WHERE runs.triggered_by = ? AND runs.kind = 'rejudge'"
+                " AND parent.run_id = runs.parent_run_id",
+                [run_id],
             )
             if before_commit is not None:
                 before_commit()
