@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 # The whole text (fullmatch: "$" would let a trailing newline through): a period names files.
@@ -33,7 +33,9 @@ def parse_period(period: str) -> tuple[int, int]:
 class AuditPeriod:
     """Month M in zone Z: episodes indexed in [start, end) belong to it; patient measures are
     judged at ``end``, over a lookback from ``lookback_start`` (the 12 calendar months ending
-    with M). ``coverage_end`` is the first instant the extract has no data for."""
+    with M). ``coverage_end`` is the first instant the extract has no data for;
+    ``coverage_start`` the first it has data for (local midnight starting the manifest's
+    coverage_start), None when the manifest gives none (audits/lookback.py)."""
 
     period: str
     timezone: str
@@ -41,9 +43,16 @@ class AuditPeriod:
     end: datetime
     lookback_start: datetime
     coverage_end: datetime
+    coverage_start: datetime | None = None
 
     @classmethod
-    def of(cls, period: str, timezone: str, coverage_end: datetime) -> AuditPeriod:
+    def of(
+        cls,
+        period: str,
+        timezone: str,
+        coverage_end: datetime,
+        coverage_start: date | None = None,
+    ) -> AuditPeriod:
         year, month = parse_period(period)
         zone = ZoneInfo(timezone)
         return cls(
@@ -53,6 +62,11 @@ class AuditPeriod:
             end=_month_start(year, month + 1, zone),
             lookback_start=_month_start(year, month - 11, zone),
             coverage_end=coverage_end.astimezone(UTC),
+            coverage_start=(
+                datetime.combine(coverage_start, time(), zone).astimezone(UTC)
+                if coverage_start is not None
+                else None
+            ),
         )
 
     @property

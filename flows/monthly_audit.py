@@ -103,6 +103,8 @@ def audit(work: str, warehouse_path: str) -> int:
     checkpoint("audit")
     logger = get_run_logger()
     logger.info("%d cases judged", cases)
+    for line in steps.measure_status_lines(Path(work)):
+        logger.warning(line)  # a measure not judged this month (or its look-back unchecked)
     rejudged = steps.rejudged_summary(Path(work))
     if rejudged:
         logger.info("pending cases of earlier months judged again: %s", rejudged)

@@ -18,7 +18,7 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -75,6 +75,9 @@ class RunPlan:
     code_version: str
     started_at: str
     measure_folders: tuple[str, ...] = ()  # extra measure folders beside the built-in ones
+    # The manifest's coverage_start (ISO date); None when it gives none: then look-backs are
+    # not checked and the run says so (audits/lookback.py).
+    coverage_start: str | None = None
 
     def save(self, work: Path) -> None:
         (work / "plan.json").write_text(json.dumps(asdict(self), indent=2))
@@ -90,7 +93,16 @@ class RunPlan:
 
     @property
     def audit_period(self) -> AuditPeriod:
-        return AuditPeriod.of(self.period, self.timezone, datetime.fromisoformat(self.coverage_end))
+        return AuditPeriod.of(
+            self.period,
+            self.timezone,
+            datetime.fromisoformat(self.coverage_end),
+            self.coverage_start_date,
+        )
+
+    @property
+    def coverage_start_date(self) -> date | None:
+        return date.fromisoformat(self.coverage_start) if self.coverage_start else None
 
     @property
     def record(self) -> warehouse.RunRecord:
@@ -174,6 +186,7 @@ def load_step(
         code_version=code_version(),
         started_at=now.isoformat(),
         measure_folders=tuple(str(f) for f in measure_folders),
+        coverage_start=manifest.coverage_start.isoformat() if manifest.coverage_start else None,
     )
     plan.save(work)
     return plan
@@ -238,6 +251,7 @@ def audit_step(work: Path, warehouse_path: Path | None = None) -> int:
                 plan.timezone,
                 datetime.fromisoformat(plan.coverage_end),
                 plan.run_id,
+                plan.coverage_start_date,
             )
             ran += reran
             con.execute("INSERT INTO case_results BY NAME SELECT * FROM rejudge_case_results")
@@ -268,8 +282,22 @@ def measure_frame(ran: list[MeasureRun]) -> pl.DataFrame:
         "target": pl.Float64,
         "target_source": pl.String,
         "definition": pl.String,
+        "status": pl.String,
+        "status_reason": pl.String,
+        "at_any_time": pl.List(pl.String),
     }
     return pl.DataFrame([asdict(m) for m in ran], schema=schema)
+
+
+def measure_status_lines(work: Path) -> list[str]:
+    """One line per measure of this month's run that was not judged, or whose look-back could
+    not be checked: 'LN-07 not computable for this period: needs data from …'."""
+    plan = RunPlan.load(work)
+    measures = pl.read_parquet(work / "results" / "measures.parquet")
+    noted = measures.filter(
+        (pl.col("run_id") == plan.run_id) & pl.col("status_reason").is_not_null()
+    ).sort("measure_id")
+    return [f"{m} {reason}" for m, reason in noted.select("measure_id", "status_reason").rows()]
 
 
 def _copy(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:

@@ -8,7 +8,10 @@ Definitions (warehouse-contract.md): denominator = met + not_met; excluded and p
 beside it, never inside it; rate = met / denominator, NULL when the denominator is 0; ci_low and
 ci_high are the 95 % Wilson score interval, NULL when the denominator is 0. Strata: `all` (stratum
 NULL), `site` (stratum = site_id) and `setting` (stratum = setting); a case with no site_id or no
-setting is counted under stratum 'unknown' of that kind.
+setting is counted under stratum 'unknown' of that kind. A measure that was not judged because
+its look-back reaches before the extract's start (audits/lookback.py; `measures.status` =
+'not_computable') has one `all` row with NULL counts, rate and interval, and the reason in
+`status_reason`; every other row has status 'computed'.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ SUMMARY_COLUMNS = (
     "rate",
     "ci_low",
     "ci_high",
+    "status",
+    "status_reason",
 )
 
 
@@ -44,15 +49,24 @@ def summarise_sql(case_results: str = "case_results", measures: str | None = Non
     ``case_results`` names a table, view or parenthesised subquery with the `case_results` columns
     (normally one run's rows; several runs are summarised separately, grouped by run_id and
     period). ``measures``, when given, names the `measures` rows of exactly the runs being
-    summarised (run_id, measure_id, period): each of those measures without a case gets an `all`
-    row of zeros (rate and interval NULL), so every measure that ran has a row, even in a run with
-    no case at all.
+    summarised (run_id, measure_id, period, status, status_reason): each of those measures without
+    a case gets an `all` row of zeros (rate and interval NULL), so every measure that ran has a
+    row, even in a run with no case at all; a not-computable one gets NULL counts instead, and
+    every row takes its measure's status and status_reason.
 
     The names are interpolated into the SQL as they are: pass trusted relation names only.
     Rows come out ordered by run_id, measure_id, stratum kind (all, site, setting) and stratum.
     """
     zero_rows = ""
+    status = "'computed' AS status, NULL::VARCHAR AS status_reason"
+    status_join = ""
     if measures is not None:
+        status = (
+            "coalesce(st.status, 'computed') AS status, st.status_reason::VARCHAR AS status_reason"
+        )
+        status_join = f"""
+LEFT JOIN (SELECT DISTINCT run_id, measure_id, status, status_reason FROM {measures}) AS st
+    USING (run_id, measure_id)"""
         # Measures that ran but have no case: one `all` row with no outcome, counted as zeros.
         # The period is the measures row's own (a run with no case at all has one too).
         zero_rows = f"""
@@ -103,29 +117,43 @@ wilson AS (
                {z} * sqrt(p * (1 - p) / n + {z} * {z} / (4 * n * n)) / (1 + {z} * {z} / n)
            END AS half_width
     FROM proportions
+),
+judged AS (
+    SELECT run_id,
+           period,
+           measure_id,
+           stratum_kind,
+           stratum,
+           n AS denominator,
+           excluded,
+           met,
+           not_met,
+           pending,
+           p AS rate,
+           CASE WHEN n = 0 THEN NULL
+                WHEN met = 0 THEN 0.0
+                ELSE greatest(0.0, centre - half_width) END AS ci_low,
+           CASE WHEN n = 0 THEN NULL
+                WHEN met = n THEN 1.0
+                ELSE least(1.0, centre + half_width) END AS ci_high,
+           {status}
+    FROM wilson{status_join}
 )
-SELECT run_id,
-       period,
-       measure_id,
-       stratum_kind,
-       stratum,
-       n AS denominator,
-       excluded,
-       met,
-       not_met,
-       pending,
-       p AS rate,
-       CASE WHEN n = 0 THEN NULL
-            WHEN met = 0 THEN 0.0
-            ELSE greatest(0.0, centre - half_width) END AS ci_low,
-       CASE WHEN n = 0 THEN NULL
-            WHEN met = n THEN 1.0
-            ELSE least(1.0, centre + half_width) END AS ci_high
-FROM wilson
+-- A measure not judged this month has no counts: NULL, not zero.
+SELECT * REPLACE (
+    {_null_when_not_computable("denominator")}, {_null_when_not_computable("excluded")},
+    {_null_when_not_computable("met")}, {_null_when_not_computable("not_met")},
+    {_null_when_not_computable("pending")}
+)
+FROM judged
 ORDER BY run_id, measure_id,
          CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE 2 END,
          stratum NULLS FIRST
 """
+
+
+def _null_when_not_computable(column: str) -> str:
+    return f"CASE WHEN status = 'not_computable' THEN NULL ELSE {column} END AS {column}"
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
