@@ -163,9 +163,9 @@ def _all_of_children(criterion: Criterion | None) -> list[Criterion]:
 
 
 def _any_of_leaves(criterion: Criterion) -> list[Leaf]:
-    if isinstance(criterion, Group) and criterion.kind == "any_of":
-        if all(isinstance(child, Leaf) for child in criterion.children):
-            return list(criterion.children)
+    is_any_of = isinstance(criterion, Group) and criterion.kind == "any_of"
+    if is_any_of and all(isinstance(child, Leaf) for child in criterion.children):
+        return list(criterion.children)
     return []
 
 

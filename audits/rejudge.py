@@ -90,8 +90,9 @@ def _keep_judged_status(
             f"SELECT DISTINCT measure_id FROM {previous} WHERE period = ?", [period]
         ).fetchall()
     }
+    kept = "pending cases not judged again: {}"
     return [
-        replace(m, status=COMPUTED, status_reason=f"pending cases not judged again: {m.status_reason}")
+        replace(m, status=COMPUTED, status_reason=kept.format(m.status_reason))
         if m.status == NOT_COMPUTABLE and m.measure_id in judged
         else m
         for m in fresh
