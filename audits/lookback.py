@@ -29,10 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from chartaudit.audits.measure import Criterion, Definition, Group, IndexSpec, Leaf, leaves
 from chartaudit.audits.period import AuditPeriod
+
+if TYPE_CHECKING:  # engine.py imports this module
+    from chartaudit.audits.engine import Catalogue
 
 COMPUTED = "computed"
 NOT_COMPUTABLE = "not_computable"
@@ -235,3 +239,25 @@ def computability(lookback: LookBack, period: AuditPeriod) -> Computability:
         f"not computable for this period: needs data from {needed_day.isoformat()}, the"
         f" extract starts {starts.isoformat()}",
     )
+
+
+def first_computable_month(
+    catalogue: Catalogue,
+    ruleset: str,
+    months: list[str],
+    timezone: str,
+    coverage_start: date,
+    coverage_end: datetime,
+) -> str | None:
+    """The first of ``months`` (oldest first) in which every measure of the catalogue has a
+    version in effect and is computable on an extract starting ``coverage_start``; None when
+    there is none. A handful of months by fifteen measures: plain Python, no case data."""
+    for month in months:
+        period = AuditPeriod.of(month, timezone, coverage_end, coverage_start)
+        versions = [(m, m.version_for(ruleset, period.first_day)) for m in catalogue.measures]
+        if all(
+            v is not None and computability(look_back(m.definition(v)), period).status == COMPUTED
+            for m, v in versions
+        ):
+            return month
+    return None

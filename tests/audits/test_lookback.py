@@ -16,7 +16,13 @@ from datetime import UTC, date, datetime
 import pytest
 
 from chartaudit.audits.engine import Catalogue
-from chartaudit.audits.lookback import COMPUTED, NOT_COMPUTABLE, computability, look_back
+from chartaudit.audits.lookback import (
+    COMPUTED,
+    NOT_COMPUTABLE,
+    computability,
+    first_computable_month,
+    look_back,
+)
 from chartaudit.audits.measure_parser import load_measures
 from chartaudit.audits.period import AuditPeriod
 
@@ -186,3 +192,23 @@ def test_episode_chains_add_to_a_look_back_over_other_rows_only(tmp_path) -> Non
         numerator=replace(shortened["LN-08"].base.numerator, criterion=None),
     )
     assert look_back(without_components).minutes == 50 * DAY
+
+
+def test_the_first_month_in_which_every_measure_is_computable() -> None:
+    months = [f"2024-{m:02d}" for m in range(9, 13)] + [f"2025-{m:02d}" for m in range(1, 13)]
+    catalogue = Catalogue.load()
+    found = first_computable_month(
+        catalogue, "source-2025", months, CHICAGO, date(2024, 9, 1), COVERAGE_END
+    )
+    assert found == "2025-10"  # LN-14: 2025-10-01 less 395 days is 2024-09-01
+    later = first_computable_month(
+        catalogue, "source-2025", months, CHICAGO, date(2024, 9, 2), COVERAGE_END
+    )
+    assert later == "2025-11"
+    # Before 2025 no measure has a version in effect: such months are never chosen.
+    assert (
+        first_computable_month(
+            catalogue, "source-2025", months[:4], CHICAGO, date(2020, 1, 1), COVERAGE_END
+        )
+        is None
+    )
