@@ -18,6 +18,7 @@ from chartaudit.flows import steps
 from chartaudit.schemas.validation import load_extract
 from chartaudit.storage import warehouse
 from tests.flows.conftest import KEY_COLUMNS, answer_key, case_rows
+from tests.flows.test_cli import chartaudit
 from tests.flows.test_pipeline import run_pipeline
 
 PERIOD = "2026-03"
@@ -51,7 +52,9 @@ def audited(short_extract, tmp_path_factory) -> tuple[Path, Path, steps.RunPlan]
 def test_the_measures_whose_look_back_reaches_before_the_extract_are_not_judged(audited):
     _, path, plan = audited
     with warehouse.connect(path, read_only=True) as con:
-        judged = {m for (m,) in con.execute("SELECT DISTINCT measure_id FROM case_results")}
+        judged = {
+            m for (m,) in con.execute("SELECT DISTINCT measure_id FROM case_results").fetchall()
+        }
         rows = con.execute(
             "SELECT measure_id, stratum_kind, stratum, denominator, excluded, met, not_met,"
             " pending, rate, ci_low, ci_high, status, status_reason FROM latest_measure_summary"
@@ -157,7 +160,22 @@ def test_an_extract_without_coverage_start_is_judged_and_the_log_says_unchecked(
     )
     assert {line.split()[0] for line in lines} == {f"LN-{n:02d}" for n in range(1, 16)} - {"LN-10"}
     with warehouse.connect(tmp_path / "audit.duckdb", read_only=True) as con:
-        judged = {m for (m,) in con.execute("SELECT DISTINCT measure_id FROM case_results")}
-        statuses = {s for (s,) in con.execute("SELECT DISTINCT status FROM measure_summary")}
+        judged = {
+            m for (m,) in con.execute("SELECT DISTINCT measure_id FROM case_results").fetchall()
+        }
+        statuses = {
+            s for (s,) in con.execute("SELECT DISTINCT status FROM measure_summary").fetchall()
+        }
     assert judged == COMPUTABLE | set(NOT_COMPUTABLE)
     assert statuses == {"computed"}
+
+
+def test_the_command_line_run_log_names_each_measure_not_judged(short_extract, tmp_path):
+    done = chartaudit(
+        "run", short_extract, "--period", PERIOD, cwd=tmp_path, prefect_home=tmp_path / ".prefect"
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    log = " ".join(done.stdout.split())
+    for measure_id in NOT_COMPUTABLE:
+        assert f"{measure_id} {reason(measure_id)}" in log
+    assert log.count("not computable for this period") == len(NOT_COMPUTABLE)
