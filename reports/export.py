@@ -259,7 +259,8 @@ def readme_text(
         SUMMARY_FILE: (
             "per measure and stratum (all, site, setting): denominator, met, not met, excluded,"
             " pending, rate and 95 % Wilson interval; `suppressed` says whether the row's values"
-            " were hidden."
+            " were hidden; `status` not_computable (with `status_reason`) marks a measure not"
+            " judged this month because its look-back reaches before the extract."
         ),
         README_FILE: "this file.",
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +15,7 @@ import pytest
 
 from chartaudit.audits.engine import Catalogue, run_measures
 from chartaudit.audits.period import AuditPeriod
+from chartaudit.audits.rejudge import rejudge_pending
 from chartaudit.flows import steps
 from chartaudit.schemas.validation import load_extract
 from chartaudit.storage import warehouse
@@ -179,3 +181,44 @@ def test_the_command_line_run_log_names_each_measure_not_judged(short_extract, t
     for measure_id in NOT_COMPUTABLE:
         assert f"{measure_id} {reason(measure_id)}" in log
     assert log.count("not computable for this period") == len(NOT_COMPUTABLE)
+
+
+def test_rejudging_does_not_judge_a_measure_the_newer_extract_cannot_compute(generated):
+    """2026-08 judged with an extract ending 2026-08-31 (many cases pending), then judged again
+    on the full extract (2025-09-01 to 2026-10-31): with its coverage start unchecked every
+    pending case is judged again; with it, the measures whose look-back from August reaches
+    before 2025-09-01 are not, their pending cases stay pending, and their status says why."""
+    validated = load_extract(generated)
+    manifest = validated.manifest
+    catalogue = Catalogue.load()
+    early_end = AuditPeriod.of("2026-09", manifest.timezone, manifest.coverage_end).start
+    august = AuditPeriod.of("2026-08", manifest.timezone, early_end)
+    rejudged = {}
+    for start in (None, manifest.coverage_start):
+        with steps.canonical_connection(validated, manifest.extract_id) as con:
+            run_measures(con, catalogue, august, "source-2025", "aug")
+            con.execute(
+                "CREATE TABLE earlier AS SELECT * FROM case_results; DELETE FROM case_results"
+            )
+            _, ran = rejudge_pending(
+                con, catalogue, "earlier", manifest.timezone, manifest.coverage_end, "oct", start
+            )
+            changed = con.execute(
+                "SELECT DISTINCT measure_id FROM rejudged_cases ORDER BY 1"
+            ).fetchall()
+            rejudged[start] = ({m for (m,) in changed}, {m.measure_id: m for m in ran})
+    everything, _ = rejudged[None]
+    changed, ran = rejudged[manifest.coverage_start]
+    assert manifest.coverage_start == date(2025, 9, 1)
+    short = {"LN-06", "LN-08", "LN-09", "LN-11", "LN-14"}  # 2026-08-01 less 365 d or more
+    # Those with pending cases the full extract decides (LN-06's are all decided by August's
+    # end already: its window is 28 days).
+    assert short & everything == {"LN-08", "LN-09", "LN-11", "LN-14"}
+    assert changed == everything - short
+    assert changed == {"LN-05", "LN-12", "LN-15"}
+    assert ran["LN-14"].status == "computed"
+    assert ran["LN-14"].status_reason == (
+        "pending cases not judged again: not computable for this period: needs data from"
+        " 2025-07-02, the extract starts 2025-09-01"
+    )
+    assert ran["LN-15"].status_reason is None
