@@ -189,6 +189,8 @@ def _summary_cells(row: dict, hidden: str | None) -> tuple:
     counts = ("denominator", "met", "not_met", "excluded", "pending")
     if row["suppressed"]:
         return (row["measure_id"], *(hidden for _ in counts), hidden, hidden)
+    if row.get("status") == "not_computable":  # not judged: the reason instead of a rate
+        return (row["measure_id"], *(None for _ in counts), row["status_reason"], None)
     return (
         row["measure_id"],
         *(row[c] for c in counts),

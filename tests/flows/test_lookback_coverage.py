@@ -144,6 +144,16 @@ def test_the_report_shows_the_note_instead_of_rates(audited, tmp_path):
     assert "LN-05 (malignancy history); LN-06 (malignancy);" in text
     # The p-chart data names the month as not computable.
     assert "no point: not computable for this month (look-back before the extract)" in text
+    # The Prefect table artifact gives the reason in the rate column.
+    from chartaudit.flows.monthly_audit import measure_summary_table
+
+    table = {row["measure"]: row for row in measure_summary_table(path, PERIOD)}
+    assert table["LN-07"] == {
+        "measure": "LN-07",
+        **dict.fromkeys(("denominator", "met", "not met", "excluded", "pending"), None),
+        "rate": reason("LN-07"),
+        "95 % interval": None,
+    }
 
 
 def test_an_extract_without_coverage_start_is_judged_and_the_log_says_unchecked(
