@@ -176,18 +176,26 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     return low, high
 
 
+# Measures judged in their run: a not-computable one has no components or timing to report.
+JUDGED = "coalesce(status, 'computed') <> 'not_computable'"
+
+
 def component_summary_sql(case_results: str, measures: str) -> str:
     """`component_summary` rows: for every component and also-report fact of every measure that
     ran (the names come from ``measures``, so a fact no case has still gets a row of zeros), how
-    many denominator cases (met + not_met) it holds for, with a 95 % Wilson interval."""
+    many denominator cases (met + not_met) it holds for, with a 95 % Wilson interval. A measure
+    not computable in its run (not judged) has none."""
     z = repr(Z_95)
     return f"""
-WITH facts AS (
+WITH judged_measures AS (
+    SELECT * FROM {measures} WHERE {JUDGED}
+),
+facts AS (
     SELECT run_id, period, measure_id, 'component' AS kind, unnest(components) AS name
-    FROM {measures}
+    FROM judged_measures
     UNION ALL
     SELECT run_id, period, measure_id, 'also_report' AS kind, unnest(also_report) AS name
-    FROM {measures}
+    FROM judged_measures
 ),
 judged AS (
     SELECT run_id, measure_id, components, flags FROM {case_results}
@@ -225,7 +233,7 @@ def timing_summary_sql(case_results: str, measures: str) -> str:
     ``hours_to_event`` of a not-met case is its late event, if any, so the times include them.
     A measure with no reference line (or no fixed window) has NULL, not 0, in within_reference
     (within_window): there is nothing to be within. A measure with no case gets a row of zeros
-    (times NULL)."""
+    (times NULL); a measure not computable in its run (not judged) has no row."""
     return f"""
 SELECT m.run_id, m.period, m.measure_id,
        count(c.run_id) AS denominator,
@@ -243,7 +251,7 @@ SELECT m.run_id, m.period, m.measure_id,
 FROM {measures} AS m
 LEFT JOIN (SELECT * FROM {case_results} WHERE outcome IN ('met', 'not_met')) AS c
     USING (run_id, measure_id)
-WHERE m.reference_hours IS NOT NULL OR m.measure_type = 'timeliness'
+WHERE (m.reference_hours IS NOT NULL OR m.measure_type = 'timeliness') AND {JUDGED}
 GROUP BY m.run_id, m.period, m.measure_id
 ORDER BY m.run_id, m.measure_id
 """

@@ -151,6 +151,20 @@ def test_a_not_computable_measure_has_one_row_of_nulls_and_its_reason(
         ("r-short", "2026-12", "LN-07", "all", None, *nothing, "not_computable",
          NOT_COMPUTABLE_REASON),
     ]  # fmt: skip
+    # Nor has it components or timing: both measures have a component and are timeliness
+    # measures here, only the judged one gets rows.
+    warehouse.execute(
+        "UPDATE measures SET components = ['x'], measure_type = 'timeliness'"
+        " WHERE run_id = 'r-short'"
+    )
+    short = (
+        "(SELECT * FROM case_results WHERE run_id = 'r-short')",
+        "(SELECT * FROM measures WHERE run_id = 'r-short')",
+    )
+    components = warehouse.sql(component_summary_sql(*short)).fetchall()
+    assert components == [("r-short", "2026-12", "LN-01", "component", "x", 0, 0, None, None, None)]
+    timing = warehouse.sql(f"SELECT measure_id FROM ({timing_summary_sql(*short)})").fetchall()
+    assert timing == [("LN-01",)]
 
 
 def test_stored_summary_matches_the_sql(warehouse: duckdb.DuckDBPyConnection) -> None:
