@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 
 from chartaudit.audits.compiler import MeasureCompiler
 from chartaudit.audits.describe import definition_lines
-from chartaudit.audits.measure import Measure, MeasureError, Version, leaves
+from chartaudit.audits.lookback import NOT_COMPUTABLE, computability, look_back
+from chartaudit.audits.measure import Definition, Measure, MeasureError, Version, leaves
 from chartaudit.audits.measure_parser import load_measures
 from chartaudit.audits.period import AuditPeriod
 from chartaudit.audits.valuesets import ValueSet, load_value_sets
@@ -92,6 +93,9 @@ class MeasureRun:
     target: float | None  # a rate 0..1 the trend chart draws, with its source in words
     target_source: str | None
     definition: str  # the version's definition in words (the report's appendix)
+    status: str = "computed"  # computed | not_computable (audits/lookback.py)
+    status_reason: str | None = None  # why not computable, or that the look-back is unchecked
+    at_any_time: tuple[str, ...] = ()  # criteria judged on whatever history the extract holds
 
 
 def window_hours(measure: Measure, version: Version) -> float | None:
@@ -117,7 +121,9 @@ def run_measures(
 ) -> list[MeasureRun]:
     """Appends every case of every measure in effect to ``target``; returns what ran.
 
-    A measure with no version in effect for this rule set and month is skipped."""
+    A measure with no version in effect for this rule set and month is skipped. A measure whose
+    look-back reaches before the extract's coverage start (audits/lookback.py) is not judged:
+    it has no case, and its MeasureRun says ``not_computable`` and why."""
     catalogue.require_ruleset(ruleset)
     con.execute("SET TimeZone = 'UTC'")  # windows are real elapsed time; see compiler.py
     ran = []
@@ -125,28 +131,43 @@ def run_measures(
         version = measure.version_for(ruleset, period.first_day)
         if version is None:
             continue
-        compiler = MeasureCompiler(measure, version, catalogue.value_sets, period, run_id, ruleset)
-        con.execute(f"INSERT INTO {target} BY NAME {compiler.sql()}")
-        definition = compiler.definition
-        ran.append(
-            MeasureRun(
-                run_id=run_id,
-                period=period.period,
-                ruleset=ruleset,
-                measure_id=measure.id,
-                measure_version=version.version,
-                title=measure.title,
-                unit=measure.unit,
-                measure_type=measure.type,
-                source=measure.source,
-                reference_hours=measure.reference_hours,
-                window_hours=window_hours(measure, version),
-                changes=version.changes,
-                components=tuple(x.name for x in definition.components),
-                also_report=tuple(x.name for x in definition.also_report),
-                target=measure.target,
-                target_source=measure.target_source or None,
-                definition="\n".join(definition_lines(definition)),
+        definition = measure.definition(version)
+        lookback = look_back(definition)
+        judged = computability(lookback, period)
+        if judged.status != NOT_COMPUTABLE:
+            compiler = MeasureCompiler(
+                measure, version, catalogue.value_sets, period, run_id, ruleset
             )
-        )
+            con.execute(f"INSERT INTO {target} BY NAME {compiler.sql()}")
+        run = _measure_run(measure, version, definition, period, ruleset, run_id)
+        ran.append(replace(run, at_any_time=lookback.at_any_time, **judged.columns()))
     return ran
+
+
+def _measure_run(
+    measure: Measure,
+    version: Version,
+    definition: Definition,
+    period: AuditPeriod,
+    ruleset: str,
+    run_id: str,
+) -> MeasureRun:
+    return MeasureRun(
+        run_id=run_id,
+        period=period.period,
+        ruleset=ruleset,
+        measure_id=measure.id,
+        measure_version=version.version,
+        title=measure.title,
+        unit=measure.unit,
+        measure_type=measure.type,
+        source=measure.source,
+        reference_hours=measure.reference_hours,
+        window_hours=window_hours(measure, version),
+        changes=version.changes,
+        components=tuple(x.name for x in definition.components),
+        also_report=tuple(x.name for x in definition.also_report),
+        target=measure.target,
+        target_source=measure.target_source or None,
+        definition="\n".join(definition_lines(definition)),
+    )

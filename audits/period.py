@@ -25,6 +25,16 @@ def _month_start(year: int, month: int, zone: ZoneInfo) -> datetime:
     return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
 
 
+def _coverage_instant(start: date | datetime | None, zone: ZoneInfo) -> datetime | None:
+    """A coverage start as a UTC instant: an instant as it is; a day (the manifest's
+    coverage_start) as the local midnight that starts it."""
+    if start is None:
+        return None
+    if isinstance(start, datetime):  # before date: a datetime is a date too
+        return start.astimezone(UTC)
+    return datetime.combine(start, time(), zone).astimezone(UTC)
+
+
 def parse_period(period: str) -> tuple[int, int]:
     """(year, month) of a ``YYYY-MM`` period; PeriodError otherwise."""
     match = _PERIOD.fullmatch(period) if isinstance(period, str) else None
@@ -38,7 +48,8 @@ class AuditPeriod:
     """Month M in zone Z: episodes indexed in [start, end) belong to it; patient measures are
     judged at ``end``, over a lookback from ``lookback_start`` (the 12 calendar months ending
     with M). ``coverage_end`` is the first instant the extract has no data for;
-    ``coverage_start`` the first it has data for (None when unknown)."""
+    ``coverage_start`` the first it has data for (local midnight starting the first day covered),
+    None when unknown."""
 
     period: str
     timezone: str
@@ -54,7 +65,7 @@ class AuditPeriod:
         period: str,
         timezone: str,
         coverage_end: datetime,
-        coverage_start: datetime | None = None,
+        coverage_start: date | datetime | None = None,
     ) -> AuditPeriod:
         year, month = parse_period(period)
         zone = ZoneInfo(timezone)
@@ -65,7 +76,7 @@ class AuditPeriod:
             end=_month_start(year, month + 1, zone),
             lookback_start=_month_start(year, month - 11, zone),
             coverage_end=coverage_end.astimezone(UTC),
-            coverage_start=None if coverage_start is None else coverage_start.astimezone(UTC),
+            coverage_start=_coverage_instant(coverage_start, zone),
         )
 
     @property

@@ -10,12 +10,13 @@ newer extract no longer shows stays pending.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 
 import duckdb
 
 from chartaudit.audits.engine import Catalogue, MeasureRun, run_measures
+from chartaudit.audits.lookback import COMPUTED, NOT_COMPUTABLE
 from chartaudit.audits.period import AuditPeriod
 
 
@@ -35,9 +36,12 @@ def rejudge_pending(
     timezone: str,
     coverage_end: datetime,
     triggered_by: str,
+    coverage_start: date | None = None,
 ) -> tuple[list[RejudgeRun], list[MeasureRun]]:
     """Judge again the months in ``previous`` (a relation: the latest cases, with their run_id
     and ruleset, of earlier months that have pending cases), on the canonical tables of ``con``.
+    A measure whose look-back reaches before ``coverage_start`` (the newer extract's) is not
+    judged again: its pending cases stay pending (audits/lookback.py).
 
     Leaves in ``con`` the table ``rejudge_case_results`` (every case of each month that changed,
     under its new run id) and ``rejudged_cases`` (each case that left ``pending``)."""
@@ -51,8 +55,9 @@ def rejudge_pending(
         if ruleset not in catalogue.rulesets:  # a rule set this catalogue no longer has
             continue
         run_id = f"{period}_rejudged_by_{triggered_by}"
-        audit = AuditPeriod.of(period, timezone, coverage_end)
-        ran += run_measures(con, catalogue, audit, ruleset, run_id, target="fresh")
+        audit = AuditPeriod.of(period, timezone, coverage_end, coverage_start)
+        fresh = run_measures(con, catalogue, audit, ruleset, run_id, target="fresh")
+        ran += _keep_judged_status(con, previous, period, fresh)
         plan.append((period, parent_run_id, run_id, ruleset))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE rejudge_plan"
@@ -71,6 +76,27 @@ def rejudge_pending(
         if run_id in changed
     ]
     return runs, [m for m in ran if m.run_id in changed]
+
+
+def _keep_judged_status(
+    con: duckdb.DuckDBPyConnection, previous: str, period: str, fresh: list[MeasureRun]
+) -> list[MeasureRun]:
+    """A measure the month's run judged keeps its cases (and status) in the rejudge run even
+    when the newer extract starts too late to judge it again: only its pending cases are left
+    as they were, which the status_reason says."""
+    judged = {
+        measure_id
+        for (measure_id,) in con.execute(
+            f"SELECT DISTINCT measure_id FROM {previous} WHERE period = ?", [period]
+        ).fetchall()
+    }
+    kept = "pending cases not judged again: {}"
+    return [
+        replace(m, status=COMPUTED, status_reason=kept.format(m.status_reason))
+        if m.status == NOT_COMPUTABLE and m.measure_id in judged
+        else m
+        for m in fresh
+    ]
 
 
 def _match(con: duckdb.DuckDBPyConnection, previous: str, triggered_by: str) -> None:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from chartaudit.audits.describe import measure_lines
 from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue
+from chartaudit.audits.lookback import first_computable_month
 from chartaudit.audits.period import Coverage, parse_period
 from chartaudit.flows import steps, supervisor
 from chartaudit.flows.conditions import guarded
@@ -501,25 +502,45 @@ def backfill(
     _guarded(start)
 
 
+def _first_computable(manifest, first: str, last: str) -> str:
+    """The first month from ``first`` in which every measure is computable (else ``first``)."""
+    months = month_range(first, last)
+    found = first_computable_month(
+        Catalogue.load(),
+        DEFAULT_RULESET,
+        months,
+        manifest.timezone,
+        manifest.coverage_start,
+        manifest.coverage_end,
+    )
+    return found or first
+
+
 @app.command()
 def demo(
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     out_dir: OutOption = DEFAULT_OUT,
     suppress_below: SuppressOption = None,
 ) -> None:
-    """Backfill every complete month of the bundled sample extract (what `make demo` runs);
-    months a previous demo audited into the same warehouse are skipped."""
+    """Backfill the bundled sample extract (what `make demo` runs): every complete month in
+    which every measure is computable (its look-back lies inside the extract); months a
+    previous demo audited into the same warehouse are skipped."""
 
     def start() -> int:
         manifest = check_extract(DEMO_EXTRACT).manifest
         first, last = complete_months(
             manifest.coverage_start, manifest.coverage_end, manifest.timezone
         )
+        # The extract's early months serve as the later months' look-back: auditing them
+        # would only show "not computable" for most measures (audits/lookback.py).
+        if manifest.coverage_start is not None:
+            first = _first_computable(manifest, first, last)
         months = len(month_range(first, last))
         out.print(
             f"backfilling the bundled sample extract {DEMO_EXTRACT}: {first} to {last}, the"
-            f" {months} complete months it covers; months already audited into {warehouse} are"
-            " skipped",
+            f" {months} complete months in which every measure's look-back lies inside it"
+            f" (it starts {manifest.coverage_start}); months already audited into {warehouse}"
+            " are skipped",
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -130,6 +130,8 @@ def audit(work: str, warehouse_path: str) -> int:
     checkpoint("audit")
     logger = get_run_logger()
     logger.info("%d cases judged", cases)
+    for line in steps.measure_status_lines(Path(work)):
+        logger.warning(line)  # a measure not judged this month (or its look-back unchecked)
     rejudged = steps.rejudged_summary(Path(work))
     if rejudged:
         logger.info("pending cases of earlier months judged again: %s", rejudged)
@@ -214,6 +216,8 @@ def _summary_cells(row: dict, hidden: str | None) -> tuple:
     counts = ("denominator", "met", "not_met", "excluded", "pending")
     if row["suppressed"]:
         return (row["measure_id"], *(hidden for _ in counts), hidden, hidden)
+    if row.get("status") == "not_computable":  # not judged: the reason instead of a rate
+        return (row["measure_id"], *(None for _ in counts), row["status_reason"], None)
     return (
         row["measure_id"],
         *(row[c] for c in counts),

@@ -81,6 +81,10 @@ class RunPlan:
     coverage_start_observed: bool = False  # True when taken from the data, not the manifest
     partial: bool = False  # the extract covers the period only in part (--allow-partial-month)
 
+    @property
+    def coverage_start_instant(self) -> datetime | None:
+        return None if self.coverage_start is None else datetime.fromisoformat(self.coverage_start)
+
     def save(self, work: Path) -> None:
         (work / "plan.json").write_text(json.dumps(asdict(self), indent=2))
 
@@ -273,6 +277,7 @@ def audit_step(work: Path, warehouse_path: Path | None = None) -> int:
                 plan.timezone,
                 datetime.fromisoformat(plan.coverage_end),
                 plan.run_id,
+                plan.coverage_start_instant,
             )
             ran += reran
             con.execute("INSERT INTO case_results BY NAME SELECT * FROM rejudge_case_results")
@@ -303,8 +308,22 @@ def measure_frame(ran: list[MeasureRun]) -> pl.DataFrame:
         "target": pl.Float64,
         "target_source": pl.String,
         "definition": pl.String,
+        "status": pl.String,
+        "status_reason": pl.String,
+        "at_any_time": pl.List(pl.String),
     }
     return pl.DataFrame([asdict(m) for m in ran], schema=schema)
+
+
+def measure_status_lines(work: Path) -> list[str]:
+    """One line per measure of this month's run that was not judged, or whose look-back could
+    not be checked: 'LN-07 not computable for this period: needs data from …'."""
+    plan = RunPlan.load(work)
+    measures = pl.read_parquet(work / "results" / "measures.parquet")
+    noted = measures.filter(
+        (pl.col("run_id") == plan.run_id) & pl.col("status_reason").is_not_null()
+    ).sort("measure_id")
+    return [f"{m} {reason}" for m, reason in noted.select("measure_id", "status_reason").rows()]
 
 
 def _copy(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:

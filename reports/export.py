@@ -261,7 +261,9 @@ def readme_text(
             "per measure and stratum (all, site, setting): denominator, met, not met, excluded,"
             " pending, rate and 95 % Wilson interval; a site or setting row with an empty (null)"
             " stratum counts the cases with none recorded, apart from any site of any name;"
-            " `suppressed` says whether the row's values were hidden."
+            " `suppressed` says whether the row's values were hidden; `status` not_computable"
+            " (with `status_reason`) marks a measure not judged this month because its"
+            " look-back reaches before the extract."
         ),
         README_FILE: "this file.",
     }

@@ -3,8 +3,9 @@ the drawing (reports/charts.py) and the caption in words.
 
 The trend chart of a measure covers up to ``TREND_MONTHS`` months ending with the report's month,
 from the first of them that has a succeeded run. A month shows no point when it has no run, when
-the measure was not audited in its run, when no case was in the denominator, or when its `all`
-stratum is suppressed; the chart-data table says which.
+the measure was not audited in its run, when it was not computable that month (its look-back
+reaches before the extract: audits/lookback.py), when no case was in the denominator, or when its
+`all` stratum is suppressed; the chart-data table says which.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def _month_status(trend: Trend) -> pl.Expr:
     return (
         pl.when(~pl.col("period").is_in(sorted(trend.run_periods)))
         .then(pl.lit("no point: no run for this month"))
+        .when(pl.col("status") == "not_computable")
+        .then(pl.lit("no point: not computable for this month (look-back before the extract)"))
         .when(pl.col("suppressed"))
         .then(pl.lit("no point: suppressed"))
         .when(pl.col("in_summary").is_null())
@@ -84,7 +87,7 @@ def trend_chart(
     """One measure's p-chart: its months (for the chart-data table), the SVG and the caption."""
     measure_id = measure["measure_id"]
     rows = trend.summary.filter(pl.col("measure_id") == measure_id).select(
-        "period", "denominator", "met", "suppressed", in_summary=pl.lit(True)
+        "period", "denominator", "met", "suppressed", "status", in_summary=pl.lit(True)
     )
     frame = pl.DataFrame({"period": trend.months}).join(
         rows, on="period", how="left", maintain_order="left"
@@ -143,6 +146,12 @@ def _trend_caption(
         words.append(
             f"Not drawn, fewer than {below} cases ({SUPPRESSED_TEXT(below)}): "
             f"{', '.join(suppressed)}."
+        )
+    not_computable = chart.filter(pl.col("status") == "not_computable")["period"].to_list()
+    if not_computable:
+        words.append(
+            "Not drawn, not computable (the look-back reaches before the extract): "
+            f"{', '.join(not_computable)}."
         )
     if target is not None:
         words.append(f"Target {fmt.pct(target)} ({target_source}).")

@@ -17,7 +17,8 @@ s AS (
 )
 SELECT coalesce(m.measure_id, s.measure_id) AS measure_id,
        m.* EXCLUDE (measure_id),
-       s.denominator, s.met, s.not_met, s.excluded, s.pending, s.rate, s.ci_low, s.ci_high
+       s.denominator, s.met, s.not_met, s.excluded, s.pending, s.rate, s.ci_low, s.ci_high,
+       s.status, s.status_reason
 FROM m FULL OUTER JOIN s ON s.measure_id = m.measure_id
 ORDER BY measure_id
 """
@@ -27,7 +28,8 @@ ORDER BY measure_id
 # stratum holds the cases with none recorded (shown last); it is not the `all` row.
 SUMMARY_SQL = """
 SELECT measure_id, period, stratum_kind, CASE WHEN stratum_kind = 'all' THEN NULL ELSE stratum END
-       AS stratum, denominator, met, not_met, excluded, pending, rate, ci_low, ci_high
+       AS stratum, denominator, met, not_met, excluded, pending, rate, ci_low, ci_high, status,
+       status_reason
 FROM latest_measure_summary
 WHERE period = $period
 ORDER BY measure_id, CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE 2 END,
@@ -38,7 +40,7 @@ ORDER BY measure_id, CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE
 # periods that have a succeeded run at all (a month without one is a gap, not a zero).
 TREND_SQL = """
 SELECT measure_id, period, stratum_kind, NULL::VARCHAR AS stratum,
-       denominator, met, not_met, excluded, pending, rate, ci_low, ci_high
+       denominator, met, not_met, excluded, pending, rate, ci_low, ci_high, status
 FROM latest_measure_summary
 WHERE stratum_kind = 'all' AND period BETWEEN $first AND $period
 ORDER BY measure_id, period

@@ -34,6 +34,7 @@ import duckdb
 import jinja2
 import polars as pl
 
+from chartaudit.audits.lookback import NOT_COMPUTABLE
 from chartaudit.audits.period import Coverage
 from chartaudit.reports import formatting as fmt
 from chartaudit.reports import queries
@@ -172,7 +173,7 @@ def _loading_run_id(fields: dict[str, Any]) -> str:
 
 
 # Columns of `measures` added since v1: an older warehouse reads them as NULL.
-_NEWER_MEASURE_COLUMNS = ("target", "target_source", "definition")
+_NEWER_MEASURE_COLUMNS = ("target", "target_source", "definition", "at_any_time")
 
 
 def _measures_sql(con: duckdb.DuckDBPyConnection) -> str:
@@ -216,6 +217,7 @@ def _measures(
 
 _SUMMARY_VALUES = (
     "denominator", "met", "not_met", "excluded", "pending", "rate", "ci_low", "ci_high",
+    "status", "status_reason",
 )  # fmt: skip
 
 
@@ -229,6 +231,7 @@ def _measure_view(
         **row,
         "ruleset": row.get("ruleset") or run_ruleset,
         "changes": fmt.one_line(row.get("changes")),
+        "not_computable": row.get("status") == NOT_COMPUTABLE,
         "no_case": not row["suppressed"] and not any(counts),
         "change": None if rate is None or before is None else rate - before,
     }
@@ -396,6 +399,8 @@ def _report_context(
         "suppression_note": suppression_note(below),
         "trend_months": trend.months,
         "measures": measures,
+        "not_computable": [m for m in measures if m["not_computable"]],
+        "at_any_time": [m for m in measures if m.get("at_any_time")],
         "sections": sections,
         "pending_explanation": PENDING_EXPLANATION,
         "not_met_cap": NOT_MET_ROW_CAP,
@@ -517,6 +522,8 @@ def suppression_note(below: int | None) -> str:
 
 
 def _md_values(m: dict[str, Any], below: int | None) -> list[str]:
+    if m["not_computable"]:
+        return [m["status_reason"], *[fmt.DASH] * 6]
     if m["suppressed"]:
         return [SUPPRESSED_TEXT(below)] * 7
     return [

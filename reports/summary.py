@@ -11,6 +11,9 @@ NULL), `site` (stratum = site_id) and `setting` (stratum = setting). A case with
 setting) is counted under stratum NULL of that kind: NULL is no value, so a real site named
 `unknown` (or anything else) keeps its own row, and the `all` row is told apart by its kind
 (docs/decisions.md, "A missing site or setting is its own stratum").
+A measure that was not judged because its look-back reaches before the extract's start
+(audits/lookback.py; `measures.status` = 'not_computable') has one `all` row with NULL counts,
+rate and interval, and the reason in `status_reason`; every other row has status 'computed'.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ SUMMARY_COLUMNS = (
     "rate",
     "ci_low",
     "ci_high",
+    "status",
+    "status_reason",
 )
 
 
@@ -43,16 +48,25 @@ def summarise_sql(case_results: str = "case_results", measures: str | None = Non
     ``case_results`` names a table, view or parenthesised subquery with the `case_results` columns
     (normally one run's rows; several runs are summarised separately, grouped by run_id and
     period). ``measures``, when given, names the `measures` rows of exactly the runs being
-    summarised (run_id, measure_id, period): each of those measures without a case gets an `all`
-    row of zeros (rate and interval NULL), so every measure that ran has a row, even in a run with
-    no case at all.
+    summarised (run_id, measure_id, period, status, status_reason): each of those measures without
+    a case gets an `all` row of zeros (rate and interval NULL), so every measure that ran has a
+    row, even in a run with no case at all; a not-computable one gets NULL counts instead, and
+    every row takes its measure's status and status_reason.
 
     The names are interpolated into the SQL as they are: pass trusted relation names only.
     Rows come out ordered by run_id, measure_id, stratum kind (all, site, setting) and stratum,
     the missing (NULL) stratum of a kind last.
     """
     zero_rows = ""
+    status = "'computed' AS status, NULL::VARCHAR AS status_reason"
+    status_join = ""
     if measures is not None:
+        status = (
+            "coalesce(st.status, 'computed') AS status, st.status_reason::VARCHAR AS status_reason"
+        )
+        status_join = f"""
+LEFT JOIN (SELECT DISTINCT run_id, measure_id, status, status_reason FROM {measures}) AS st
+    USING (run_id, measure_id)"""
         # Measures that ran but have no case: one `all` row with no outcome, counted as zeros.
         # The period is the measures row's own (a run with no case at all has one too).
         zero_rows = f"""
@@ -103,29 +117,43 @@ wilson AS (
                {z} * sqrt(p * (1 - p) / n + {z} * {z} / (4 * n * n)) / (1 + {z} * {z} / n)
            END AS half_width
     FROM proportions
+),
+judged AS (
+    SELECT run_id,
+           period,
+           measure_id,
+           stratum_kind,
+           stratum,
+           n AS denominator,
+           excluded,
+           met,
+           not_met,
+           pending,
+           p AS rate,
+           CASE WHEN n = 0 THEN NULL
+                WHEN met = 0 THEN 0.0
+                ELSE greatest(0.0, centre - half_width) END AS ci_low,
+           CASE WHEN n = 0 THEN NULL
+                WHEN met = n THEN 1.0
+                ELSE least(1.0, centre + half_width) END AS ci_high,
+           {status}
+    FROM wilson{status_join}
 )
-SELECT run_id,
-       period,
-       measure_id,
-       stratum_kind,
-       stratum,
-       n AS denominator,
-       excluded,
-       met,
-       not_met,
-       pending,
-       p AS rate,
-       CASE WHEN n = 0 THEN NULL
-            WHEN met = 0 THEN 0.0
-            ELSE greatest(0.0, centre - half_width) END AS ci_low,
-       CASE WHEN n = 0 THEN NULL
-            WHEN met = n THEN 1.0
-            ELSE least(1.0, centre + half_width) END AS ci_high
-FROM wilson
+-- A measure not judged this month has no counts: NULL, not zero.
+SELECT * REPLACE (
+    {_null_when_not_computable("denominator")}, {_null_when_not_computable("excluded")},
+    {_null_when_not_computable("met")}, {_null_when_not_computable("not_met")},
+    {_null_when_not_computable("pending")}
+)
+FROM judged
 ORDER BY run_id, measure_id,
          CASE stratum_kind WHEN 'all' THEN 0 WHEN 'site' THEN 1 ELSE 2 END,
          stratum NULLS LAST
 """
+
+
+def _null_when_not_computable(column: str) -> str:
+    return f"CASE WHEN status = 'not_computable' THEN NULL ELSE {column} END AS {column}"
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
@@ -148,18 +176,26 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     return low, high
 
 
+# Measures judged in their run: a not-computable one has no components or timing to report.
+JUDGED = "coalesce(status, 'computed') <> 'not_computable'"
+
+
 def component_summary_sql(case_results: str, measures: str) -> str:
     """`component_summary` rows: for every component and also-report fact of every measure that
     ran (the names come from ``measures``, so a fact no case has still gets a row of zeros), how
-    many denominator cases (met + not_met) it holds for, with a 95 % Wilson interval."""
+    many denominator cases (met + not_met) it holds for, with a 95 % Wilson interval. A measure
+    not computable in its run (not judged) has none."""
     z = repr(Z_95)
     return f"""
-WITH facts AS (
+WITH judged_measures AS (
+    SELECT * FROM {measures} WHERE {JUDGED}
+),
+facts AS (
     SELECT run_id, period, measure_id, 'component' AS kind, unnest(components) AS name
-    FROM {measures}
+    FROM judged_measures
     UNION ALL
     SELECT run_id, period, measure_id, 'also_report' AS kind, unnest(also_report) AS name
-    FROM {measures}
+    FROM judged_measures
 ),
 judged AS (
     SELECT run_id, measure_id, components, flags FROM {case_results}
@@ -197,7 +233,7 @@ def timing_summary_sql(case_results: str, measures: str) -> str:
     ``hours_to_event`` of a not-met case is its late event, if any, so the times include them.
     A measure with no reference line (or no fixed window) has NULL, not 0, in within_reference
     (within_window): there is nothing to be within. A measure with no case gets a row of zeros
-    (times NULL)."""
+    (times NULL); a measure not computable in its run (not judged) has no row."""
     return f"""
 SELECT m.run_id, m.period, m.measure_id,
        count(c.run_id) AS denominator,
@@ -215,7 +251,7 @@ SELECT m.run_id, m.period, m.measure_id,
 FROM {measures} AS m
 LEFT JOIN (SELECT * FROM {case_results} WHERE outcome IN ('met', 'not_met')) AS c
     USING (run_id, measure_id)
-WHERE m.reference_hours IS NOT NULL OR m.measure_type = 'timeliness'
+WHERE (m.reference_hours IS NOT NULL OR m.measure_type = 'timeliness') AND {JUDGED}
 GROUP BY m.run_id, m.period, m.measure_id
 ORDER BY m.run_id, m.measure_id
 """

@@ -187,10 +187,15 @@ def generate_extract(
     )
 
 
-# Enough patients that the demo month has cases of every outcome, at about 3 MB.
+# Enough patients that the demo month has cases of every outcome, at about 3.5 MB.
 DEMO_PATIENTS = 3000
+# 26 months (2024-09 to 2026-10): the 13 months the demo audits (2025-10 to 2026-10) and, before
+# them, the longest look-back of any measure (LN-14: 365 days and one 30-day episode), so every
+# measure is computable in every month the demo audits (audits/lookback.py).
+DEMO_MONTHS = 26
 
 
 def write_demo_extract(out_dir: Path = DEMO_DIR) -> GeneratedExtract:
-    """(Re)write the committed demo extract: the defaults with DEMO_PATIENTS patients."""
-    return generate_extract(out_dir, patients=DEMO_PATIENTS)
+    """(Re)write the committed demo extract: the defaults with DEMO_PATIENTS patients over
+    DEMO_MONTHS months (``chartaudit generate DIR --patients 3000 --months 26``)."""
+    return generate_extract(out_dir, patients=DEMO_PATIENTS, months=DEMO_MONTHS)

@@ -147,6 +147,9 @@ RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("target", "DOUBLE", "a rate 0..1 the trend chart draws (measure file), or NULL"),
         ("target_source", "VARCHAR", "the statement or guideline that sets the target"),
         ("definition", "VARCHAR", "the version's definition in words (`measures show`)"),
+        ("status", "VARCHAR", "computed | not_computable (look-back before the extract starts)"),
+        ("status_reason", "VARCHAR", "not computable: why; computed: NULL or a note"),
+        ("at_any_time", "VARCHAR[]", "criteria with no start bound, judged on the extract's rows"),
     ),
     "case_results": (
         ("run_id", "VARCHAR NOT NULL", ""),
@@ -178,14 +181,16 @@ RESULT_TABLES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("measure_id", "VARCHAR NOT NULL", ""),
         ("stratum_kind", "VARCHAR NOT NULL", "all | site | setting"),
         ("stratum", "VARCHAR", ""),
-        ("denominator", "BIGINT NOT NULL", "met + not_met"),
-        ("excluded", "BIGINT NOT NULL", ""),
-        ("met", "BIGINT NOT NULL", ""),
-        ("not_met", "BIGINT NOT NULL", ""),
-        ("pending", "BIGINT NOT NULL", ""),
+        ("denominator", "BIGINT", "met + not_met; NULL when not computable"),
+        ("excluded", "BIGINT", ""),
+        ("met", "BIGINT", ""),
+        ("not_met", "BIGINT", ""),
+        ("pending", "BIGINT", ""),
         ("rate", "DOUBLE", "met / denominator, NULL when the denominator is 0"),
         ("ci_low", "DOUBLE", "95 % Wilson interval"),
         ("ci_high", "DOUBLE", ""),
+        ("status", "VARCHAR", "computed | not_computable: the measure was not judged this month"),
+        ("status_reason", "VARCHAR", "not_computable: 'not computable for this period: …'"),
     ),
     "component_summary": (
         ("run_id", "VARCHAR NOT NULL", ""),
@@ -238,14 +243,28 @@ def _table_ddl(name: str) -> str:
 RESULT_TABLES_DDL = "\n".join(_table_ddl(name) for name in RESULT_TABLES)
 
 
+# Columns that were NOT NULL in v1 and may now be NULL (a measure not computable for a month
+# has no counts): an older warehouse drops the constraint.
+NULLABLE_SINCE_V1 = {
+    "measure_summary": ("denominator", "excluded", "met", "not_met", "pending"),
+}
+
+
 def result_table_migrations() -> list[str]:
-    """Columns added since v1, for warehouses created by an older chartaudit."""
-    return [
+    """Columns added since v1 (and constraints relaxed), for warehouses created by an older
+    chartaudit."""
+    added = [
         f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} {type_.split(' NOT NULL')[0]}"
         for name, columns in RESULT_TABLES.items()
         for column, type_, _ in columns
         if "PRIMARY KEY" not in type_ and "NOT NULL" not in type_
     ]
+    relaxed = [
+        f"ALTER TABLE {name} ALTER COLUMN {column} DROP NOT NULL"
+        for name, columns in NULLABLE_SINCE_V1.items()
+        for column in columns
+    ]
+    return added + relaxed
 
 
 # The newest succeeded run of each period: what analysts query by default.

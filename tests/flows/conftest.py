@@ -16,8 +16,19 @@ KEY_COLUMNS = ["measure_id", "period", "patient_id", "encounter_id", "index_time
 
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory) -> Path:
-    """A 600-patient, 13-month synthetic extract with its answer key (seeded)."""
+    """A 600-patient, 14-month synthetic extract with its answer key (seeded): 2025-09 to
+    2026-10, so that every measure's look-back from 2026-10 lies inside it (LN-14 needs data
+    from 2025-09-01; audits/lookback.py)."""
     folder = tmp_path_factory.mktemp("extract") / "synthetic"
+    generate_extract(folder, patients=600, months=14, seed=11)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def short_extract(tmp_path_factory) -> Path:
+    """A 600-patient extract starting 2025-10-01 (13 months to 2026-10), for the months whose
+    look-backs reach before it."""
+    folder = tmp_path_factory.mktemp("short") / "synthetic"
     generate_extract(folder, patients=600, months=13, seed=11)
     return folder
 

@@ -72,8 +72,13 @@ def expected_table(path: Path, period: str) -> list[dict]:
             "not met": r["not_met"],
             "excluded": r["excluded"],
             "pending": r["pending"],
-            "rate": pct(r["rate"]),
-            "95 % interval": ci(r["ci_low"], r["ci_high"]),
+            # A measure not computable this month (2026-09: LN-14, whose look-back reaches
+            # before the extract) has its reason in place of a rate.
+            **(
+                {"rate": r["status_reason"], "95 % interval": None}
+                if r["status"] == "not_computable"
+                else {"rate": pct(r["rate"]), "95 % interval": ci(r["ci_low"], r["ci_high"])}
+            ),
         }
         for r in rows.iter_rows(named=True)
     ]

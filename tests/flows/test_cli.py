@@ -264,8 +264,9 @@ def test_generate_is_deterministic(tmp_path):
 
 def test_demo_backfills_every_month_of_the_demo_extract_and_a_second_demo_skips_them(tmp_path):
     """The README's first command, in an empty folder: a real Prefect backfill of the 13
-    complete months the demo extract covers; run again, it audits nothing and still says where
-    the report is."""
+    months of the demo extract in which every measure is computable (2025-10 to 2026-10; the
+    extract starts 2024-09-01 to hold their look-backs); run again, it audits nothing and still
+    says where the report is."""
     done = chartaudit("demo", cwd=tmp_path, prefect_home=tmp_path / ".prefect")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     report = tmp_path / "reports" / "out" / "chartaudit-2026-10.html"
@@ -283,19 +284,25 @@ def test_demo_backfills_every_month_of_the_demo_extract_and_a_second_demo_skips_
             " GROUP BY ALL ORDER BY ALL"
         ).fetchall()
         ledger = con.execute("SELECT * FROM runs ORDER BY run_id").fetchall()
-    # Every month's cases have the outcomes the generator's answer key gives them. The key
-    # judges LN-07 (a patient measure) only in months whose 12-month look-back lies inside
-    # the coverage (2026-09 and 2026-10); the runs judge it every month.
+    assert "2025-10 to 2026-10, the 13 complete months in which every measure's look-back" in (
+        " ".join(done.stdout.split())
+    )
+    # Every month's cases have the outcomes the generator's answer key gives them, every
+    # measure in every month (the key judges from the extract's first month; the demo audits
+    # the months whose look-backs the extract holds).
     key = answer_key(Path(__file__).parents[2] / "sample_data" / "demo_extract")
+    key = key.filter(pl.col("period").is_in(months))
     expected = key.group_by("period", "measure_id", "outcome").len().sort(pl.all()).rows()
-    judged = {(period, measure) for period, measure, *_ in expected}
-    assert [c for c in counts if (c[0], c[1]) in judged] == expected
-    assert {(period, measure) for period, measure, *_ in counts} - judged == {
-        (m, "LN-07") for m in months[:-2]
+    assert counts == expected
+    assert {(p, m) for p, m, *_ in counts} == {
+        (p, f"LN-{n:02d}") for p in months for n in range(1, 16)
     }
     html = report.read_text(encoding="utf-8")
     for number in range(1, 16):  # every measure has its section in the report
         assert f'id="measure-LN-{number:02d}"' in html
+    # The trend of every measure has a rate in each of the 13 months, none not computable.
+    assert "not computable" not in html
+    assert html.count("13 months, 13 with a rate.") == 15
 
     again = chartaudit("demo", cwd=tmp_path, prefect_home=tmp_path / ".prefect")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr

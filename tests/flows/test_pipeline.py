@@ -3,6 +3,7 @@ generator's answer key (the outcome every case must get)."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -76,7 +77,7 @@ def test_every_outcome_equals_the_answer_key(audited):
     """Every case of every measure, in every month, under both rule sets: the engine and the
     generator's independent judge agree case by case, in both directions."""
     extract, ruleset, engine_results = audited
-    key = answer_key(extract, ruleset)
+    key = in_effect(answer_key(extract, ruleset), ruleset)
     # LN-07 is keyed only for months whose 12-month look-back lies inside the coverage.
     last = key.filter(pl.col("measure_id") == "LN-07")["period"].unique().to_list()
     got = case_rows(engine_results).filter(
@@ -90,6 +91,21 @@ def test_every_outcome_equals_the_answer_key(audited):
     assert set(got["measure_id"]) == {m.id for m in Catalogue.load().measures}
     outcomes = set(got.filter(pl.col("measure_id") == "LN-01")["outcome"])
     assert outcomes == {"met", "not_met", "excluded", "pending"}
+
+
+def in_effect(key: pl.DataFrame, ruleset: str) -> pl.DataFrame:
+    """The key's cases of months in which their measure has a version in effect (from 2025-01):
+    the demo extract starts in 2024-09 to hold later months' look-backs, and the engine audits
+    no month without a version (the key judges every month of the coverage)."""
+    catalogue = Catalogue.load()
+    pairs = key.select("measure_id", "period").unique()
+    audited = [
+        (m, p)
+        for m, p in pairs.iter_rows()
+        if catalogue.measure(m).version_for(ruleset, date(int(p[:4]), int(p[5:]), 1))
+    ]
+    frame = pl.DataFrame(audited, schema=["measure_id", "period"], orient="row")
+    return key.join(frame, on=["measure_id", "period"], how="semi")
 
 
 def test_every_case_records_the_rule_set_and_measure_version_that_judged_it(audited):

@@ -27,7 +27,7 @@ def _rounded(rows: list[tuple]) -> list[tuple]:
 
 def _row(measure, kind, stratum, den, exc, met, not_met, pend, rate, low, high) -> tuple:
     return ("r-new", "2026-10", measure, kind, stratum, den, exc, met, not_met, pend, rate, low,
-            high)  # fmt: skip
+            high, "computed", None)  # fmt: skip
 
 
 def test_known_wilson_values() -> None:
@@ -144,11 +144,56 @@ def test_zero_rows_only_for_the_summarised_run(warehouse: duckdb.DuckDBPyConnect
             "(SELECT * FROM measures WHERE run_id = 'r-empty')",
         )
     ).fetchall()
-    zeros = (0, 0, 0, 0, 0, None, None, None)
+    zeros = (0, 0, 0, 0, 0, None, None, None, "computed", None)
     assert empty == [
         ("r-empty", "2026-12", "LN-01", "all", None, *zeros),
         ("r-empty", "2026-12", "LN-98", "all", None, *zeros),
     ]
+
+
+NOT_COMPUTABLE_REASON = (
+    "not computable for this period: needs data from 2025-11-01, the extract starts 2025-12-01"
+)
+
+
+def test_a_not_computable_measure_has_one_row_of_nulls_and_its_reason(
+    warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    # The engine judges no case of a measure whose look-back the extract cannot show; its
+    # measures row says so, and the summary has one `all` row with no counts and no rate.
+    _add_measures(warehouse, "r-short", "2026-12", ["LN-01", "LN-07"])
+    warehouse.execute(
+        "UPDATE measures SET status = 'not_computable', status_reason = ?"
+        " WHERE run_id = 'r-short' AND measure_id = 'LN-07'",
+        [NOT_COMPUTABLE_REASON],
+    )
+    rows = warehouse.sql(
+        summarise_sql(
+            "(SELECT * FROM case_results WHERE run_id = 'r-short')",
+            "(SELECT * FROM measures WHERE run_id = 'r-short')",
+        )
+    ).fetchall()
+    nothing = (None,) * 8
+    assert rows == [
+        ("r-short", "2026-12", "LN-01", "all", None, 0, 0, 0, 0, 0, None, None, None, "computed",
+         None),
+        ("r-short", "2026-12", "LN-07", "all", None, *nothing, "not_computable",
+         NOT_COMPUTABLE_REASON),
+    ]  # fmt: skip
+    # Nor has it components or timing: both measures have a component and are timeliness
+    # measures here, only the judged one gets rows.
+    warehouse.execute(
+        "UPDATE measures SET components = ['x'], measure_type = 'timeliness'"
+        " WHERE run_id = 'r-short'"
+    )
+    short = (
+        "(SELECT * FROM case_results WHERE run_id = 'r-short')",
+        "(SELECT * FROM measures WHERE run_id = 'r-short')",
+    )
+    components = warehouse.sql(component_summary_sql(*short)).fetchall()
+    assert components == [("r-short", "2026-12", "LN-01", "component", "x", 0, 0, None, None, None)]
+    timing = warehouse.sql(f"SELECT measure_id FROM ({timing_summary_sql(*short)})").fetchall()
+    assert timing == [("LN-01",)]
 
 
 def test_stored_summary_matches_the_sql(warehouse: duckdb.DuckDBPyConnection) -> None:

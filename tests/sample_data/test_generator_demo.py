@@ -34,7 +34,9 @@ def test_demo_extract_holds_the_tables_manifest_and_keys() -> None:
     }
     manifest = json.loads((DEMO_DIR / "manifest.json").read_text())
     assert manifest["extract_id"] == "synthetic-2026-10-s7"
-    assert (manifest["coverage_start"], manifest["coverage_end"]) == ("2025-10-01", "2026-10-31")
+    # 2024-09-01: LN-14's look-back (365 days and one 30-day episode) from 2025-10-01, the
+    # first month the demo audits, so every measure is computable in the 13 months it shows.
+    assert (manifest["coverage_start"], manifest["coverage_end"]) == ("2024-09-01", "2026-10-31")
 
 
 def test_demo_extract_is_small() -> None:

@@ -393,3 +393,34 @@ def test_the_next_run_records_an_interrupted_one_as_failed(tmp_path):
         ),
         ("r3", "succeeded", False, None),
     ]
+
+
+V1_MEASURE_SUMMARY = """
+CREATE TABLE measure_summary (
+  run_id VARCHAR NOT NULL, period VARCHAR NOT NULL, measure_id VARCHAR NOT NULL,
+  stratum_kind VARCHAR NOT NULL, stratum VARCHAR, denominator BIGINT NOT NULL,
+  excluded BIGINT NOT NULL, met BIGINT NOT NULL, not_met BIGINT NOT NULL,
+  pending BIGINT NOT NULL, rate DOUBLE, ci_low DOUBLE, ci_high DOUBLE
+);
+INSERT INTO measure_summary VALUES ('r1', '2026-09', 'LN-01', 'all', NULL, 4, 0, 3, 1, 0,
+  0.75, NULL, NULL);
+"""
+
+
+def test_an_older_measure_summary_gains_the_status_columns_and_nullable_counts(tmp_path):
+    """A v1 warehouse's measure_summary (counts NOT NULL, no status): opened for writing, it
+    takes a not-computable row with NULL counts, and its old rows read as status NULL."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(V1_MEASURE_SUMMARY)
+    with warehouse.connect(path) as con:
+        con.execute(
+            "INSERT INTO measure_summary BY NAME SELECT 'r2' AS run_id, '2026-10' AS period,"
+            " 'LN-07' AS measure_id, 'all' AS stratum_kind, 'not_computable' AS status,"
+            " 'not computable for this period: needs data from 2025-11-01, the extract starts"
+            " 2025-12-01' AS status_reason"
+        )
+        rows = con.execute(
+            "SELECT run_id, denominator, met, status FROM measure_summary ORDER BY run_id"
+        ).fetchall()
+    assert rows == [("r1", 4, 3, None), ("r2", None, None, "not_computable")]
