@@ -43,6 +43,13 @@ def shape(extract: Path, **fields: str | None) -> Path:
     return extract
 
 
+@pytest.fixture(scope="session")
+def generated(short_extract) -> Path:
+    """The 13-month extract (2025-10-01 to 2026-10-31) the lines below name; ``extract_copy``
+    copies it too."""
+    return short_extract
+
+
 def coverage(start: str | None, end: str) -> Coverage:
     """A coverage as the manifest's fields give it: coverage_end the last day covered (to its
     local midnight), or a local time."""
