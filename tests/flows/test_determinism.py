@@ -19,7 +19,8 @@ from chartaudit.sample_data.generator import generate_extract
 from chartaudit.schemas.contract import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
-PATIENTS, SEED = 480, 21
+PATIENTS, SEED = 500, 21  # 14 months need 491 patients for every scenario
+MONTHS = 14  # from 2025-09: every measure's look-back from 2026-10 lies inside the extract
 
 
 def shuffled_copy(extract: Path, target: Path) -> Path:
@@ -42,9 +43,9 @@ def shuffled_copy(extract: Path, target: Path) -> Path:
 def extracts(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("determinism")
     csv = base / "csv"
-    generate_extract(csv, patients=PATIENTS, seed=SEED, fmt="csv")
+    generate_extract(csv, patients=PATIENTS, months=MONTHS, seed=SEED, fmt="csv")
     parquet = base / "parquet"
-    generate_extract(parquet, patients=PATIENTS, seed=SEED, fmt="parquet")
+    generate_extract(parquet, patients=PATIENTS, months=MONTHS, seed=SEED, fmt="parquet")
     return {"csv": csv, "parquet": parquet, "shuffled": shuffled_copy(csv, base / "shuffled")}
 
 

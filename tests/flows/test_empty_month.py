@@ -8,11 +8,14 @@ from pathlib import Path
 from chartaudit.audits.engine import Catalogue
 from chartaudit.storage import warehouse
 from tests.flows.test_pipeline import run_pipeline
-from tests.schemas.builders import write_extract
+from tests.schemas.builders import MANIFEST, write_extract
 
 
 def test_every_measure_has_a_zero_row_in_a_month_without_cases(tmp_path: Path) -> None:
-    extract = write_extract(tmp_path / "extract")  # a few clean rows, none of them a case
+    # A few clean rows, none of them a case; the extract said to start early enough for every
+    # measure's look-back from 2026-02 (the builders' 2025-11-01 is not: audits/lookback.py).
+    manifest = {**MANIFEST, "coverage_start": "2024-01-01"}
+    extract = write_extract(tmp_path / "extract", manifest=manifest)
     path = tmp_path / "audit.duckdb"
     run_pipeline(extract, path, tmp_path / "work", period="2026-02")
     with warehouse.connect(path, read_only=True) as con:
