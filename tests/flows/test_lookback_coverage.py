@@ -168,8 +168,7 @@ def test_an_extract_without_coverage_start_is_checked_from_its_first_encounter(
     work = tmp_path / "work"
     run_pipeline(extract, tmp_path / "audit.duckdb", work, PERIOD)
     assert steps.measure_status_lines(work) == [
-        f"{m} not computable for this period: needs data from {day}, the extract starts"
-        " 2025-10-02"
+        f"{m} not computable for this period: needs data from {day}, the extract starts 2025-10-02"
         for m, day in sorted(NOT_COMPUTABLE.items())
     ]
     with warehouse.connect(tmp_path / "audit.duckdb", read_only=True) as con:
