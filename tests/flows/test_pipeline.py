@@ -156,10 +156,16 @@ def test_dirty_rows_are_quarantined_and_counts_add_up(extract, request):
         assert frame.height == row["loaded_rows"]
 
 
-def run_pipeline(extract: Path, warehouse_path: Path, work: Path, period: str = "2026-10"):
+def run_pipeline(
+    extract: Path,
+    warehouse_path: Path,
+    work: Path,
+    period: str = "2026-10",
+    allow_partial_month: bool = False,
+):
     """The flow's steps in order, as the Prefect flow runs them."""
     work.mkdir()
-    plan = steps.load_step(extract, work, period)
+    plan = steps.load_step(extract, work, period, allow_partial_month=allow_partial_month)
     with warehouse.run_lock(warehouse_path, plan.record):
         warehouse.begin_run(warehouse_path, plan.record)
         steps.validate_step(work)
