@@ -109,11 +109,14 @@ def backfill(
     redo: bool = False,
     suppress_below: int | None = None,
     allow_partial_month: bool = False,
+    source_log: list[str] | None = None,
 ) -> BackfillOutcome:
     """Audit every month from ``first`` to ``last`` (YYYY-MM, both included) of one extract;
     the other arguments are the monthly audit's. Raises BackfillIncomplete after the summary
     when any month failed."""
     month_range(first, last)  # a bad range fails before the extract is read
+    for line in source_log or ():  # what --format found and adapted (flows/sourcing.py)
+        get_run_logger().info("%s", line)
     extract = identify_extract(extract_dir)
     months = covered_range(first, last, extract.coverage, allow_partial_month)
     get_run_logger().info(

@@ -31,6 +31,7 @@ from chartaudit.flows.deck_report import (
 from chartaudit.flows.files import OWNER_ONLY_UMASK
 from chartaudit.flows.months import complete_months, covered_range, month_range
 from chartaudit.flows.settings import measure_folders, thresholds
+from chartaudit.flows.sourcing import extract_in_contract_form
 from chartaudit.flows.thresholds import breaches
 from chartaudit.reports.export import export_folder, write_export
 from chartaudit.reports.render import ReportError
@@ -39,6 +40,7 @@ from chartaudit.sample_data.generator import generate_extract
 from chartaudit.schemas.layout import check_extract
 from chartaudit.schemas.phi_scan import IdentifiersFound, scan_extract
 from chartaudit.schemas.validation import load_extract
+from chartaudit.sources.provenance import read_provenance
 from chartaudit.storage import warehouse as storage_warehouse
 from chartaudit.storage.warehouse import DEFAULT_WAREHOUSE, check_can_start_run
 
@@ -92,6 +94,17 @@ MeasuresOption = Annotated[
 ]
 
 
+FormatOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="The extract's format: contract (the extract contract's CSV/Parquet tables), omop"
+        " (OMOP CDM v5.4 CSV/Parquet), synthea (Synthea CSV), fhir (FHIR R4 Bulk Data NDJSON),"
+        " or auto (detected by file names; the run log says what it found).",
+    ),
+]
+
+
 def _guarded(action: Callable[[], int | None]) -> None:
     status = guarded(action)
     if status:
@@ -131,6 +144,7 @@ def _run_flow(
     ruleset: str = DEFAULT_RULESET,
     folders: list[Path] | None = None,
     flow: str = "monthly_audit",
+    extract_format: str = "contract",
     **kw,
 ) -> int:
     """Check the arguments here, then run ``flow`` (a key of FLOWS) in a supervised worker
@@ -140,18 +154,21 @@ def _run_flow(
     thresholds(kw.get("max_quarantine_share"))  # a malformed [thresholds] fails here, too
     months = (kw["first"], kw["last"]) if flow == "backfill" else None
     allow_partial = kw.get("allow_partial_month", False)
-    _preflight(extract_dir, period, ruleset, folders, warehouse, months, allow_partial)
-    job = {
-        "flow": flow,
-        "extract_dir": str(extract_dir),
-        **({} if period is None else {"period": period}),
-        "warehouse_path": str(warehouse),
-        "out_dir": str(out_dir),
-        "ruleset": ruleset,
-        "measure_folders": [str(f) for f in folders],
-        **kw,  # the flow's other parameters, as JSON
-    }
-    return supervisor.supervise(job)
+    Catalogue.load(folders).require_ruleset(ruleset)  # before a long adaptation
+    with extract_in_contract_form(extract_dir, extract_format, out) as (contract, adapted):
+        _preflight(contract, period, ruleset, folders, warehouse, months, allow_partial)
+        job = {
+            "flow": flow,
+            "extract_dir": str(contract),
+            **({} if period is None else {"period": period}),
+            "warehouse_path": str(warehouse),
+            "out_dir": str(out_dir),
+            "ruleset": ruleset,
+            "measure_folders": [str(f) for f in folders],
+            "source_log": adapted.lines(),
+            **kw,  # the flow's other parameters, as JSON
+        }
+        return supervisor.supervise(job)
 
 
 def run_in_this_process(job: dict) -> int:
@@ -204,6 +221,7 @@ def run(
     folders: MeasuresOption = None,
     suppress_below: SuppressOption = None,
     allow_partial_month: AllowPartialOption = False,
+    extract_format: FormatOption = "auto",
 ) -> None:
     """Load, validate and audit one month of an extract; write the warehouse and the report.
     A month outside the extract's coverage is refused, and so is one it covers only in part
@@ -216,6 +234,7 @@ def run(
             out_dir,
             ruleset=ruleset,
             folders=folders,
+            extract_format=extract_format,
             max_quarantine_share=max_quarantine_share,
             suppress_below=suppress_below,
             allow_partial_month=allow_partial_month,
@@ -253,6 +272,7 @@ def validate(
             " names and values (SSN, phone, e-mail, cued names); exit 1 when any is found.",
         ),
     ] = False,
+    extract_format: FormatOption = "auto",
 ) -> None:
     """Check an extract against the contract; writes nothing to the warehouse. Lists the rows
     quarantined and loaded with warnings, and any data-quality limit a run would stop at."""
@@ -261,7 +281,8 @@ def validate(
         return
 
     def check() -> None:
-        validated = load_extract(extract_dir)
+        with extract_in_contract_form(extract_dir, extract_format, out) as (contract, _):
+            validated = steps.with_source_lines(load_extract(contract), read_provenance(contract))
         table = Table(title=f"{validated.manifest.extract_id} ({extract_dir})")
         for column in ("table", "file", "input rows", "loaded", "quarantined", "with warnings"):
             table.add_column(column, justify="left" if column in ("table", "file") else "right")
@@ -475,6 +496,7 @@ def backfill(
             " in part; those runs are marked partial. Default: such a range is refused.",
         ),
     ] = False,
+    extract_format: FormatOption = "auto",
 ) -> None:
     """Audit every month of a range, oldest first, one Prefect flow with a subflow per month.
     Months already audited successfully from this extract under this rule set are skipped; a
@@ -491,6 +513,7 @@ def backfill(
             ruleset=ruleset,
             folders=folders,
             flow="backfill",
+            extract_format=extract_format,
             first=first,
             last=last,
             redo=redo,

@@ -247,6 +247,7 @@ def monthly_audit(
     measure_folders: list[str] | None = None,
     suppress_below: int | None = None,
     allow_partial_month: bool = False,
+    source_log: list[str] | None = None,
 ) -> AuditOutcome:
     """Audit one month of an extract into the warehouse and render its report.
 
@@ -254,8 +255,10 @@ def monthly_audit(
     coverage fails before anything is written (not even a ``runs`` row); so does a month the
     extract covers only in part, unless ``allow_partial_month``: then the run, its ``runs``
     row and the report mark it partial (docs/decisions.md, "Periods the extract covers").
-    ``measure_folders`` adds measure folders to the built-in catalogue; ``suppress_below`` N
-    hides strata of 1 to N-1 cases in the report and the artifacts (reports/suppression.py).
+    ``source_log`` is what the command line's adaptation of a non-contract source did (one
+    line each, logged first). ``measure_folders`` adds measure folders to the built-in
+    catalogue; ``suppress_below`` N hides strata of 1 to N-1 cases in the report and the
+    artifacts (reports/suppression.py).
     The data-quality limits are the settings' ([thresholds] in chartaudit.toml,
     CHARTAUDIT_THRESHOLDS__*); ``max_quarantine_share`` overrides the quarantined share of every
     table. Earlier months' pending cases that this extract decides are judged again. A rejected
@@ -269,6 +272,8 @@ def monthly_audit(
     this one finds is one whose process died; it is recorded ``failed`` (interrupted).
     """
     limits = thresholds(max_quarantine_share)  # a malformed settings file fails here
+    for line in source_log or ():  # what --format found and adapted (flows/sourcing.py)
+        get_run_logger().info("%s", line)
     with owner_only_files(), work_folder() as folder:
         work = str(folder)
         plan = load(

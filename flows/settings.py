@@ -15,6 +15,9 @@ The file is ``./chartaudit.toml`` (or the path in ``CHARTAUDIT_SETTINGS``)::
     [thresholds.tables.orders]      # one table's own limits (the others keep the above)
     warning_share = 0.20
 
+    [sources]
+    code_map = "site-codes.csv"     # a site's own codes -> contract concepts (OMOP/Synthea/FHIR)
+
 and ``CHARTAUDIT_MEASURES__FOLDERS='["/srv/chartaudit/site-measures"]'`` or
 ``CHARTAUDIT_THRESHOLDS__TABLES__ORDERS__WARNING_SHARE=0.2`` override it.
 """
@@ -107,12 +110,21 @@ class ThresholdSettings(BaseModel):
         return self.model_copy(update={"quarantine_share": share, "tables": tables})
 
 
+class SourceSettings(BaseModel):
+    """How sources other than the contract are read (sources/)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # CSV mapping a site's own codes to the contract's concepts (sources/code_maps.py)
+    code_map: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARTAUDIT_", env_nested_delimiter="__", extra="forbid"
     )
     measures: MeasureSettings = MeasureSettings()
     thresholds: ThresholdSettings = ThresholdSettings()
+    sources: SourceSettings = SourceSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -146,7 +158,15 @@ def load_settings() -> Settings:
         raise SettingsError(f"{path} or CHARTAUDIT_* variables: {exc}") from None
     base = path.resolve().parent if path.is_file() else Path.cwd()
     folders = [f if f.is_absolute() else base / f for f in settings.measures.folders]
-    return settings.model_copy(update={"measures": MeasureSettings(folders=folders)})
+    code_map = settings.sources.code_map
+    if code_map is not None and not code_map.is_absolute():
+        code_map = base / code_map
+    return settings.model_copy(
+        update={
+            "measures": MeasureSettings(folders=folders),
+            "sources": SourceSettings(code_map=code_map),
+        }
+    )
 
 
 def measure_folders(option: list[Path] | None) -> list[Path]:

@@ -18,7 +18,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -42,6 +42,12 @@ from chartaudit.schemas.results import (
     canonical_table_ddl,
 )
 from chartaudit.schemas.validation import ValidatedExtract, validate_extract
+from chartaudit.sources.provenance import (
+    PROVENANCE_FILE,
+    read_provenance,
+    to_source_files,
+    to_source_lines,
+)
 from chartaudit.storage import warehouse
 
 DEFAULT_MAX_QUARANTINE_SHARE = DEFAULT_QUARANTINE_SHARE
@@ -196,6 +202,9 @@ def load_step(
     parse_period(period)  # a malformed period fails here, before anything is written
     partial = coverage.check(period, allow_partial_month)
     raw.save(work / "raw")
+    provenance = read_provenance(extract_dir)
+    if provenance is not None:  # an adapted source: keep where each row came from
+        provenance.write_parquet(work / "raw" / PROVENANCE_FILE)
     now = datetime.now(UTC)
     plan = RunPlan(
         run_id=f"{period}_{now:%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:6]}",
@@ -221,7 +230,9 @@ def load_step(
 def validate_step(work: Path, limits: ThresholdSettings | None = None) -> ValidatedExtract:
     """Apply the row-level rules; fail when a table is past a data-quality limit (default: the
     settings' defaults), naming the table, its most frequent rule and its share."""
-    validated = validate_extract(RawExtract.load(work / "raw"))
+    validated = with_source_lines(
+        validate_extract(RawExtract.load(work / "raw")), read_provenance(work / "raw")
+    )
     validated.save(work / "validated")
     over = breaches(validated, limits or ThresholdSettings())
     if over:
@@ -229,6 +240,21 @@ def validate_step(work: Path, limits: ThresholdSettings | None = None) -> Valida
         error = QuarantineLimitExceeded if worst.level == QUARANTINE else WarningLimitExceeded
         raise error(worst.message())
     return validated
+
+
+def with_source_lines(
+    validated: ValidatedExtract, provenance: pl.DataFrame | None
+) -> ValidatedExtract:
+    """An adapted source's quarantine, warnings and load counts name the source's own files
+    and lines (sources/provenance.py); a contract extract's are returned as they are."""
+    if provenance is None:
+        return validated
+    return replace(
+        validated,
+        quarantine=to_source_lines(validated.quarantine, provenance),
+        data_quality=to_source_lines(validated.data_quality, provenance),
+        load_counts=to_source_files(validated.load_counts, provenance),
+    )
 
 
 def scratch_connection(work: Path | None = None) -> duckdb.DuckDBPyConnection:
