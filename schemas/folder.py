@@ -11,9 +11,18 @@ from pathlib import Path
 
 from chartaudit.schemas.contract import TABLE_ORDER
 
-__all__ = ["MANIFEST_FILE", "TABLE_FILE_SUFFIXES", "extract_digest", "table_files"]
+__all__ = [
+    "MANIFEST_FILE",
+    "PROVENANCE_FILE",
+    "TABLE_FILE_SUFFIXES",
+    "extract_digest",
+    "table_files",
+]
 
 MANIFEST_FILE = "manifest.json"
+# Written by an adapter (sources/output.py) beside the tables it adapted: each row's source
+# file and line. Part of an adapted extract folder, so never reported as an extra file.
+PROVENANCE_FILE = "_provenance.parquet"
 TABLE_FILE_SUFFIXES = (".csv", ".parquet")
 
 

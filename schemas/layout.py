@@ -19,7 +19,12 @@ from chartaudit.schemas.casting import cast_problem
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
 from chartaudit.schemas.deidentification import identifier_columns
 from chartaudit.schemas.errors import one_line, reject
-from chartaudit.schemas.folder import MANIFEST_FILE, TABLE_FILE_SUFFIXES, extract_digest
+from chartaudit.schemas.folder import (
+    MANIFEST_FILE,
+    PROVENANCE_FILE,
+    TABLE_FILE_SUFFIXES,
+    extract_digest,
+)
 from chartaudit.schemas.manifest import Manifest, read_manifest, unknown_manifest_keys
 
 __all__ = ["ExtractLayout", "check_extract"]
@@ -71,7 +76,9 @@ def _locate_tables(extract_dir: Path) -> tuple[dict[str, Path], list[str]]:
     table_names = {f"{t}{s}" for t in TABLE_ORDER for s in TABLE_FILE_SUFFIXES}
     warnings = []
     for entry in entries:
-        if entry.name == MANIFEST_FILE or (entry.name in table_names and entry.is_file()):
+        if entry.name in (MANIFEST_FILE, PROVENANCE_FILE) or (
+            entry.name in table_names and entry.is_file()
+        ):
             continue
         kind = "folder" if entry.is_dir() else "file"
         warnings.append(f"ignored extra {kind} {entry.name}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from chartaudit.schemas.contract import TABLE_ORDER, TABLES
-from chartaudit.schemas.folder import MANIFEST_FILE
+from chartaudit.schemas.folder import MANIFEST_FILE, PROVENANCE_FILE
 from chartaudit.schemas.manifest import MANIFEST_KEYS, read_manifest
 from chartaudit.sources.code_maps import LOCAL_CODE_MAP, load_code_maps
 
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 ORIGIN_FILE, ORIGIN_LINE = "origin_file", "origin_line"
-PROVENANCE_FILE = "_provenance.parquet"
 # DuckDB's working memory while adapting; past it, sorts and joins spill to the work folder.
 MEMORY_LIMIT = "1GB"
 
@@ -152,7 +151,7 @@ class AdaptedExtract:
             f"INSERT INTO provenance SELECT '{table}', source_line, {ORIGIN_FILE}, {ORIGIN_LINE}"
             f" FROM {staged}"
         )
-        rows = self.con.sql(f"SELECT count(*) FROM {staged}").fetchone()[0]
+        rows = self.con.sql(f"SELECT count(*) FROM {staged}").fetchall()[0][0]
         self.con.execute(f"DROP TABLE {staged}")
         self.report.rows[table] = rows
         return rows
