@@ -71,14 +71,18 @@ def _load_local_code_map(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         [str(path)],
     )
     bad = con.sql(
-        f"SELECT code_system FROM {LOCAL_CODE_MAP} WHERE code_system NOT IN "
-        f"({', '.join(repr(s) for s in TARGET_SYSTEMS)}) OR code IS NULL LIMIT 1"
+        f"SELECT source_system, source_code, code_system, code FROM {LOCAL_CODE_MAP} "
+        f"WHERE code_system IS NULL OR code_system NOT IN ({', '.join(map(repr, TARGET_SYSTEMS))})"
+        " OR code IS NULL ORDER BY ALL LIMIT 1"
     ).fetchall()
     if bad:
-        raise reject(
-            f"code map {path}: code_system {bad[0][0]!r} is not one of "
-            f"{', '.join(TARGET_SYSTEMS)}, or a row has no code"
+        system, code, target, concept = bad[0]
+        problem = (
+            "to no code_system or no code; give both"
+            if target is None or concept is None
+            else f"to code_system {target!r}, which is not one of {', '.join(TARGET_SYSTEMS)}"
         )
+        raise reject(f"code map {path} maps {system} {code} {problem}")
     doubled = con.sql(
         f"SELECT source_system, source_code FROM {LOCAL_CODE_MAP} GROUP BY ALL "
         "HAVING count(*) > 1 LIMIT 1"
