@@ -316,7 +316,7 @@ class _Context:
         elif total["suppressed"]:
             sentences.append(
                 f"Counts withheld: the denominator is under {self.suppress_below}"
-                " (--suppress-below); so is every site and setting with cases."
+                " (--suppress-below)."
             )
         elif total["rate"] is None:
             sentences.append("No case in the denominator: no score.")
