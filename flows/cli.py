@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -103,6 +104,13 @@ FormatOption = Annotated[
         " or auto (detected by file names; the run log says what it found).",
     ),
 ]
+
+
+class ExportFormat(StrEnum):
+    """What `chartaudit export` writes."""
+
+    csv = "csv"
+    fhir = "fhir"
 
 
 def _guarded(action: Callable[[], int | None]) -> None:
@@ -348,19 +356,36 @@ def export(
     period: PeriodOption,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder the chartaudit-YYYY-MM-export folder goes in.")
+        Path,
+        typer.Option("--out", help="Folder the chartaudit-YYYY-MM-export (-fhir) folder goes in."),
     ] = DEFAULT_OUT,
     suppress_below: SuppressOption = None,
+    export_format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="csv: a CSV of not-met cases per measure and the run's rows as Parquet, in"
+            " chartaudit-YYYY-MM-export; fhir: FHIR R4 MeasureReport and List resources (JSON),"
+            " in chartaudit-YYYY-MM-fhir.",
+        ),
+    ] = ExportFormat.csv,
 ) -> None:
     """Write a period's not-met cases (a CSV per measure, for chart review) and its case_results
-    and measure_summary (Parquet, for analysts) into one folder, replacing an older export."""
+    and measure_summary (Parquet, for analysts) into one folder, replacing an older export; with
+    --format fhir, its FHIR R4 MeasureReports (summary and not-met subject lists) instead."""
 
     def write() -> None:
         export_folder(out_dir, period)  # a bad period fails before the warehouse is opened
         if not warehouse.exists():
             raise ReportError(f"no warehouse at {warehouse}; run chartaudit run first")
+        writer = write_export
+        if export_format is ExportFormat.fhir:
+            # Imported here: the FHIR models load only for the export that needs them.
+            from chartaudit.reports.fhir_measure_report import write_fhir_export
+
+            writer = write_fhir_export
         with storage_warehouse.connect(warehouse, read_only=True) as con:
-            folder = write_export(
+            folder = writer(
                 con, period, out_dir, suppress_below=suppress_below, warehouse_name=str(warehouse)
             )
         out.print(f"export: {folder.resolve()}", markup=False, highlight=False, soft_wrap=True)

@@ -105,7 +105,8 @@ def _in_zone(column: str, stored_zone: str | None, zone: str) -> pl.Expr:
     return time.dt.convert_time_zone(zone)
 
 
-def _latest_run(con: duckdb.DuckDBPyConnection, period: str, warehouse_name: str) -> ExportRun:
+def latest_run(con: duckdb.DuckDBPyConnection, period: str, warehouse_name: str) -> ExportRun:
+    """The period's newest succeeded run (the CSV and the FHIR export are of it)."""
     try:
         rows = con.execute(
             "SELECT run_id, period, ruleset, extract_id, finished_at, timezone"
@@ -188,7 +189,7 @@ def write_export(
 
     A bad period or a period without a succeeded run raises before anything is written."""
     target = export_folder(out_dir, period)
-    run = _latest_run(con, period, warehouse_name)
+    run = latest_run(con, period, warehouse_name)
     frames = export_frames(con, run, suppress_below)
     readme = readme_text(run, frames, suppress_below, generated_at or datetime.now(UTC))
 
@@ -197,7 +198,7 @@ def write_export(
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         _write_files(building, frames, run, readme)
-        _swap_in(building, target)
+        swap_in(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -217,7 +218,7 @@ def _write_files(folder: Path, frames: ExportFrames, run: ExportRun, readme: str
         file.chmod(OWNER_ONLY_FILE)
 
 
-def _swap_in(building: Path, target: Path) -> None:
+def swap_in(building: Path, target: Path) -> None:
     """Rename the new folder to ``target``; an older export there is moved aside first and then
     removed (a reader in between finds no folder, never a mix of the two)."""
     if not (target.is_symlink() or target.exists()):
