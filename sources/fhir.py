@@ -454,13 +454,14 @@ def _observations(out: AdaptedExtract) -> None:
         "WHERE code_system = 'LOINC' "
         "QUALIFY row_number() OVER (PARTITION BY origin_file, origin_line ORDER BY pos) = 1"
     )
-    # finding: coded in a finding system and not a laboratory result; lab: LOINC-coded with a
+    # finding: an exam (whatever its code: an unmapped site code is then quarantined, not
+    # lost), or coded in a finding system with no other category; lab: LOINC-coded with a
     # value, laboratory or uncategorised; anything else (vital signs, surveys, ...) skipped.
     con.execute(
         "CREATE TEMP TABLE fhir_observation_kind AS SELECT o.origin_file, o.origin_line, "
-        "CASE WHEN f.code_system IN ('LOCAL', 'SNOMEDCT') AND (list_contains(o.category_codes, "
-        f"'{EXAM}') OR len(list_intersect(coalesce(o.category_codes, []), {list(NOT_FINDINGS)})) "
-        "= 0) THEN 'finding' "
+        f"CASE WHEN coalesce(list_contains(o.category_codes, '{EXAM}'), false) OR (f.code_system "
+        "IN ('LOCAL', 'SNOMEDCT') AND len(list_intersect(coalesce(o.category_codes, []), "
+        f"{list(NOT_FINDINGS)})) = 0) THEN 'finding' "
         "WHEN l.code IS NOT NULL AND (o.value_quantity IS NOT NULL OR o.value_string IS NOT "
         f"NULL) AND (len(coalesce(o.category_codes, [])) = 0 OR list_contains(o.category_codes, "
         f"'{LAB}')) AND o.status IS DISTINCT FROM 'cancelled' THEN 'lab' "

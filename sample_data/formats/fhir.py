@@ -5,8 +5,9 @@
 (an order's performance, ``basedOn`` its ServiceRequest) and MedicationRequest resources in
 R4 shapes (docs/sources/fhir.md), plus:
 
-- ``bulk-export-manifest.json``: the Bulk Data export manifest (transactionTime = the end of
-  the contract's coverage, output[] with each file's type and count);
+- ``bulk-export-manifest.json``: the Bulk Data export manifest (transactionTime = when the
+  contract extract was created, else the end of its coverage; output[] with each file's type
+  and count);
 - ``site-code-map.csv``: the site's own codes (LOCAL findings in the flowsheet system, LOCAL
   orders in the order system) mapped to the contract's concepts, for ``[sources] code_map``;
 - ``manifest.json``: the contract's timezone and coverage, so coverage matches across formats.
@@ -378,9 +379,11 @@ def _end_instant(coverage_end: str, zone: str) -> str:
 def _write_manifests(out_dir: Path, manifest: dict, counts: dict[str, int]) -> None:
     zone = manifest.get("timezone", "UTC")
     end = manifest.get("coverage_end")
+    # transactionTime: when the export ran, i.e. when the extract was created (an extract made
+    # a week after its last month holds times of that week); else the end of its coverage.
+    when = manifest.get("created") or (_end_instant(end, zone) if end else None)
     bulk = {
-        # Without a coverage end, the export is as of when the extract was created.
-        "transactionTime": _end_instant(end, zone) if end else manifest.get("created"),
+        "transactionTime": when,
         "request": f"{SITE}/$export",
         "requiresAccessToken": False,
         "output": [
