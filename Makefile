@@ -46,9 +46,11 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-# Seconds and peak memory of each step on a 100 000-patient extract (see benchmarks/run.py).
+# Seconds and peak memory of each step on a 100 000-patient extract (see benchmarks/run.py),
+# then of `chartaudit run --format fhir` on a 1 GB FHIR NDJSON export (benchmarks/fhir_memory.py).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --patients $(or $(PATIENTS),100000)
+	$(BIN)/python benchmarks/fhir_memory.py --gb $(or $(FHIR_GB),1)
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
