@@ -304,6 +304,14 @@ def _time(datetime_column: str, date_column: str) -> str:
     return f"coalesce({datetime_column}, {date_column} || ' 00:00:00')"
 
 
+def _end(datetime_column: str, date_column: str, start_date_column: str) -> str:
+    """The end datetime, else the end date when it is after the start date. The CDM requires
+    an end date (visits, drug exposures) and a record with no known end carries its start date
+    there, so an end date on the start day without an end datetime says nothing."""
+    after = f"TRY_CAST({date_column} AS DATE) > TRY_CAST({start_date_column} AS DATE)"
+    return f"coalesce({datetime_column}, CASE WHEN {after} THEN {date_column} || ' 00:00:00' END)"
+
+
 def _case(column: str, mapping: dict[int, str], default: str) -> str:
     whens = " ".join(f"WHEN {k} THEN '{v}'" for k, v in mapping.items())
     return f"CASE {_concept_id(column)} {whens} ELSE {default} END"
@@ -332,7 +340,7 @@ def _patients(out: AdaptedExtract) -> None:
 def _encounters(out: AdaptedExtract) -> None:
     """A visit with no care_site_id is placed at the CDM's source (CDM_SOURCE
     cdm_source_abbreviation: one database, one site), since the contract requires a site."""
-    end = "coalesce(v.visit_end_datetime, v.visit_end_date || ' 00:00:00')"
+    end = _end("v.visit_end_datetime", "v.visit_end_date", "v.visit_start_date")
     source_site = "(SELECT min(cdm_source_abbreviation) FROM omop_cdm_source)"
     out.write_table(
         "encounters",
@@ -561,11 +569,8 @@ def _medications(out: AdaptedExtract) -> None:
         "CASE WHEN TRY_CAST(d.quantity AS DOUBLE) > 0 AND TRY_CAST(d.days_supply AS DOUBLE) > 0 "
         "THEN round(TRY_CAST(d.quantity AS DOUBLE) / TRY_CAST(d.days_supply AS DOUBLE), 6) END"
     )
-    # The CDM requires an end date; a record with no duration carries its start date there
-    # (THEMIS), so an end date on the start day without an end datetime says nothing.
-    end = (
-        "coalesce(d.drug_exposure_end_datetime, CASE WHEN d.drug_exposure_end_date > "
-        "d.drug_exposure_start_date THEN d.drug_exposure_end_date || ' 00:00:00' END)"
+    end = _end(
+        "d.drug_exposure_end_datetime", "d.drug_exposure_end_date", "d.drug_exposure_start_date"
     )
     out.write_table(
         "medications",
