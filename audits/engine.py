@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -13,13 +14,17 @@ from chartaudit.audits.describe import definition_lines
 from chartaudit.audits.lookback import NOT_COMPUTABLE, computability, look_back
 from chartaudit.audits.measure import Definition, Measure, MeasureError, Version, leaves
 from chartaudit.audits.measure_parser import load_measures
-from chartaudit.audits.period import AuditPeriod
+from chartaudit.audits.period import AuditPeriod, parse_period
 from chartaudit.audits.valuesets import ValueSet, load_value_sets
 
 DEFAULT_RULESET = "source-2025"
 # The built-in catalogue folder: measures/*.yaml, value_sets/*.csv and decks/*.yaml.
 BUILT_IN = Path(__file__).parent
 FOLDER_HELP = "a measure folder holds measures/*.yaml, and value_sets/*.csv and decks/*.yaml"
+
+
+class NoMeasureInEffect(ValueError):
+    """No measure of the rule set is in effect in the period asked for."""
 
 
 class UnknownRuleset(ValueError):
@@ -57,6 +62,23 @@ class Catalogue:
         if ruleset not in self.rulesets:
             known = ", ".join(self.rulesets)
             raise UnknownRuleset(f"unknown rule set {ruleset!r}; known: {known}")
+
+    def require_in_effect(self, ruleset: str, period: str) -> None:
+        """Refuse a period in which no measure of ``ruleset`` is in effect: its report would
+        be empty with no word why (measure versions carry effective dates)."""
+        period_start = date(*parse_period(period), 1)
+        if any(m.version_for(ruleset, period_start) for m in self.measures):
+            return
+        starts = [
+            v.effective_from for m in self.measures for v in m.versions if ruleset in v.rulesets
+        ]
+        after = [d for d in starts if d > period_start]
+        when = f"; the earliest takes effect {min(after).isoformat()}" if after else ""
+        raise NoMeasureInEffect(
+            f"period {period}: no measure of rule set {ruleset} is in effect{when}. Audit a"
+            " later month, or give --measures a folder whose measure versions take effect"
+            " earlier"
+        )
 
     def measure(self, measure_id: str) -> Measure:
         for measure in self.measures:

@@ -119,22 +119,27 @@ def _guarded(action: Callable[[], int | None]) -> None:
         raise typer.Exit(status)
 
 
+def _check_measures(folders: list[Path], ruleset: str, period: str | None) -> None:
+    """A malformed period or measure file, an unknown rule set, or a period in which no
+    measure is in effect fails before anything starts."""
+    catalogue = Catalogue.load(folders)
+    catalogue.require_ruleset(ruleset)
+    if period is not None:
+        parse_period(period)
+        catalogue.require_in_effect(ruleset, period)
+
+
 def _preflight(
     extract_dir: Path,
     period: str | None,
-    ruleset: str,
-    folders: list[Path],
     warehouse: Path,
     months: tuple[str, str] | None = None,
     allow_partial: bool = False,
 ) -> None:
-    """The checks that need no data: a bad argument, measure file, rejected extract, a period
+    """The checks that need no data (after ``_check_measures``): a rejected extract, a period
     (or backfill ``months``, first and last) outside the coverage the manifest states, or a busy
     warehouse fails in a second, before Prefect starts its temporary server. Coverage the
     manifest leaves out is observed in the data, and checked by the flow's load step."""
-    if period is not None:
-        parse_period(period)
-    Catalogue.load(folders).require_ruleset(ruleset)
     manifest = check_extract(extract_dir).manifest
     coverage = Coverage.of(manifest.coverage_start, manifest.coverage_end, manifest.timezone)
     if period is not None:
@@ -162,9 +167,9 @@ def _run_flow(
     thresholds(kw.get("max_quarantine_share"))  # a malformed [thresholds] fails here, too
     months = (kw["first"], kw["last"]) if flow == "backfill" else None
     allow_partial = kw.get("allow_partial_month", False)
-    Catalogue.load(folders).require_ruleset(ruleset)  # before a long adaptation
+    _check_measures(folders, ruleset, period)  # before a long adaptation
     with extract_in_contract_form(extract_dir, extract_format, out) as (contract, adapted):
-        _preflight(contract, period, ruleset, folders, warehouse, months, allow_partial)
+        _preflight(contract, period, warehouse, months, allow_partial)
         job = {
             "flow": flow,
             "extract_dir": str(contract),

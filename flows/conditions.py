@@ -21,7 +21,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from chartaudit.audits.engine import UnknownRuleset
+from chartaudit.audits.engine import NoMeasureInEffect, UnknownRuleset
 from chartaudit.audits.measure import MeasureError
 from chartaudit.audits.period import CoverageError, PeriodError
 from chartaudit.audits.valuesets import ValueSetError
@@ -41,6 +41,7 @@ KNOWN_CONDITIONS: tuple[type[Exception], ...] = (
     WarehouseBusy,
     WarehouseUnreadable,
     UnknownRuleset,
+    NoMeasureInEffect,
     PeriodError,
     CoverageError,
     ReportError,

@@ -200,6 +200,7 @@ def load_step(
     )
     period = period or coverage.last_whole_month()
     parse_period(period)  # a malformed period fails here, before anything is written
+    Catalogue.load(measure_folders).require_in_effect(ruleset, period)
     partial = coverage.check(period, allow_partial_month)
     raw.save(work / "raw")
     provenance = read_provenance(extract_dir)
