@@ -16,7 +16,14 @@ from chartaudit.schemas.errors import reject
 from chartaudit.sources.code_maps import RXNORM_INGREDIENTS
 from chartaudit.sources.output import AdaptedExtract
 
-__all__ = ["COLUMNS", "OPTIONAL_FILES", "REQUIRED_FILES", "adapt", "read_columns"]
+__all__ = [
+    "COLUMNS",
+    "OPTIONAL_FILES",
+    "REQUIRED_FILES",
+    "adapt",
+    "read_columns",
+    "staging_query",
+]
 
 REQUIRED_FILES = (
     "patients.csv",
@@ -125,9 +132,13 @@ def read_columns(path: Path) -> list[str]:
 
 
 def _stage(out: AdaptedExtract, path: Path) -> None:
-    """Temp table ``s_<file>``: origin_file, origin_line and the file's mapped columns (text,
-    blanks as NULL). The scan names every header column (DuckDB needs them to split lines)
-    and selects only the mapped ones, so no other column is materialised."""
+    out.con.execute(f"CREATE TEMP TABLE {_staged(path.name)} AS {staging_query(path)}")
+
+
+def staging_query(path: Path) -> str:
+    """origin_file, origin_line and the file's mapped columns (text, blanks as NULL). The scan
+    names every header column (DuckDB needs them to split a line) and selects only the mapped
+    ones, so DuckDB materialises no other column (its plan's projections say so)."""
     header = read_columns(path)
     wanted = COLUMNS[path.name]
     missing = [c for c in wanted if c not in header]
@@ -136,15 +147,14 @@ def _stage(out: AdaptedExtract, path: Path) -> None:
             f"{path.name} has no column {missing[0]}, which Synthea's CSV exporter writes; "
             "export the file with its v3 columns"
         )
-    selected = [*wanted, *(c for c in OPTIONAL_COLUMNS.get(path.name, ()) if c in header)]
+    optional = OPTIONAL_COLUMNS.get(path.name, ())
+    selected = [*wanted, *(c for c in optional if c in header)]
     columns = ", ".join(f"{_text(c)}: 'VARCHAR'" for c in header)
-    values = ", ".join(f"nullif(trim({_name(c)}), '') AS {_name(c)}" for c in selected)
-    absent = [
-        f"NULL::VARCHAR AS {c}" for c in OPTIONAL_COLUMNS.get(path.name, ()) if c not in header
-    ]
-    out.con.execute(
-        f"CREATE TEMP TABLE {_staged(path.name)} AS SELECT {_text(path.name)} AS origin_file, "
-        f"row_number() OVER () + 1 AS origin_line, {', '.join([values, *absent])} "
+    values = [f"nullif(trim({_name(c)}), '') AS {_name(c)}" for c in selected]
+    absent = [f"NULL::VARCHAR AS {_name(c)}" for c in optional if c not in header]
+    return (
+        f"SELECT {_text(path.name)} AS origin_file, row_number() OVER () + 1 AS origin_line, "
+        f"{', '.join([*values, *absent])} "
         f"FROM read_csv({_text(str(path))}, header = true, auto_detect = false, "
         f"delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}})"
     )
