@@ -682,3 +682,15 @@ def test_chartaudit_run_reads_a_synthea_export(tmp_path):
             "JOIN patients p USING (patient_id) ORDER BY ALL"
         ).fetchall()
     assert outcomes == EXPECTED
+
+
+def test_the_writer_reads_naive_times_in_the_zone_as_the_contract_does(tmp_path):
+    tables = {t: list(lines) for t, lines in ROUND_TRIP.items()}
+    tables["encounters"][4] = "EN04,PT02,SITE-A,,CL1,urgent_care,2026-11-01 01:30,,"
+    tables["encounters"][6] = "EN06,PT02,SITE-B,,CL2,other,2026-03-08 02:30,2026-03-08 03:10,"
+    write_synthea(write_contract(tmp_path / "contract", tables), tmp_path / "synthea")
+    lines = (tmp_path / "synthea" / "encounters.csv").read_text().splitlines()
+    assert [line.split(",")[1:3] for line in (lines[4], lines[6])] == [
+        ["2026-11-01T06:30:00Z", ""],  # the repeated hour: its first (daylight-time) instant
+        ["2026-03-08 02:30", "2026-03-08T08:10:00Z"],  # the missing hour: as given
+    ]
