@@ -3,8 +3,9 @@ the same-story test (test_same_story.py) writes it as OMOP CDM, Synthea CSV and 
 the writers in sample_data/formats/ and expects every case to come out the same.
 
 Only facts all four formats hold are used: no disposition, department or referral specialty
-(Synthea has none), orders performed when ordered (an OMOP procedure has one time), naive local
-times in America/Chicago. Each patient has a birth year of their own, which identifies them
+(Synthea has none), orders performed when ordered (an OMOP procedure has one time), diagnoses
+recorded at their encounter's arrival (Synthea dates a condition by day, and the adapter times it
+at the encounter's start), naive local times in America/Chicago. Each patient has a birth year of their own, which identifies them
 across formats (OMOP person ids are integers, not the contract's ids).
 """
 
@@ -41,9 +42,9 @@ TABLES: dict[str, list[str]] = {
     ],
     "diagnoses": [
         "patient_id,encounter_id,code_system,code,recorded_time,source",
-        "P3,E3A,SNOMEDCT,44054006,2025-07-01 09:10,encounter",
-        "P4,E4,SNOMEDCT,44054006,2026-02-01 10:10,encounter",
-        "P7,E7,SNOMEDCT,368581000119106,2026-10-15 09:10,encounter",
+        "P3,E3A,SNOMEDCT,44054006,2025-07-01 09:00,encounter",
+        "P4,E4,SNOMEDCT,44054006,2026-02-01 10:00,encounter",
+        "P7,E7,SNOMEDCT,368581000119106,2026-10-15 09:00,encounter",
     ],
     "findings": [
         "patient_id,encounter_id,code_system,code,result,value_num,recorded_time",

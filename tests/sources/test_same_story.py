@@ -4,6 +4,7 @@ identical case outcomes: each format's writer (sample_data/formats/) writes it, 
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_the_story_in_contract_form_gives_the_catalogue_outcomes(contract_cases)
 
 @pytest.mark.parametrize("fmt", ["omop", "synthea", "fhir"])
 def test_the_story_in_another_format_gives_identical_cases(fmt, contract_cases, tmp_path):
-    writers = pytest.importorskip(f"chartaudit.sample_data.formats.{fmt}")
+    writers = importlib.import_module(f"chartaudit.sample_data.formats.{fmt}")
     source = tmp_path / fmt
     getattr(writers, f"write_{fmt}")(write_story(tmp_path / "story"), source)
     extract, report = adapt_source(
