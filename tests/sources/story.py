@@ -5,8 +5,9 @@ the writers in sample_data/formats/ and expects every case to come out the same.
 Only facts all four formats hold are used: no disposition, department or referral specialty
 (Synthea has none), orders performed when ordered (an OMOP procedure has one time), diagnoses
 recorded at their encounter's arrival (Synthea dates a condition by day, and the adapter times it
-at the encounter's start), naive local times in America/Chicago. Each patient has a birth year of their own, which identifies them
-across formats (OMOP person ids are integers, not the contract's ids).
+at the encounter's start), naive local times in America/Chicago. Each patient has a birth year
+of their own, which identifies them across formats (OMOP person ids are integers, not the
+contract's ids).
 """
 
 from __future__ import annotations
