@@ -88,11 +88,14 @@ def assert_registered_as_committed(deployment: dict) -> None:
     assert deployment["schedules"] == [(schedule["cron"], schedule["timezone"], schedule["active"])]
 
 
-def assert_scheduled_monthly(scheduled: list[datetime]) -> None:
-    """The server's scheduler has put the next months' runs at 06:00 on the 2nd, local time."""
-    (schedule,) = committed_deployment()["schedules"]
+def assert_scheduled_monthly(scheduled: list[tuple[datetime, dict]]) -> None:
+    """The server's scheduler has put the next months' runs at 06:00 on the 2nd, local time,
+    each with prefect.yaml's parameters."""
+    committed = committed_deployment()
+    (schedule,) = committed["schedules"]
     zone = ZoneInfo(schedule["timezone"])
-    local = [start.astimezone(zone) for start in scheduled]
+    local = [start.astimezone(zone) for start, _ in scheduled]
+    assert [parameters for _, parameters in scheduled] == [committed["parameters"]] * len(local)
     assert local[0] == next_second_at_six(datetime.now(zone))
     for earlier, later in itertools.pairwise(local):
         assert (later.day, later.hour, later.minute) == (2, 6, 0)
@@ -174,8 +177,8 @@ def on_server(session: PrefectSession, query, *args):
         return asyncio.run(run())
 
 
-def wait_for_scheduled_runs(session: PrefectSession) -> list[datetime]:
-    """The expected start times of the deployment's scheduled runs, once there are any."""
+def wait_for_scheduled_runs(session: PrefectSession) -> list[tuple[datetime, dict]]:
+    """The deployment's scheduled runs (expected start, parameters), once there are any."""
     deadline = time.monotonic() + RUN_SECONDS
     while not (scheduled := on_server(session, scheduled_runs)):
         if time.monotonic() > deadline:
@@ -195,7 +198,7 @@ async def deployment_as_registered(client) -> dict:
     }
 
 
-async def scheduled_runs(client) -> list[datetime]:
+async def scheduled_runs(client) -> list[tuple[datetime, dict]]:
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
@@ -214,7 +217,7 @@ async def scheduled_runs(client) -> list[datetime]:
         ),
         sort=FlowRunSort.EXPECTED_START_TIME_ASC,
     )
-    return [run.expected_start_time for run in runs]
+    return [(run.expected_start_time, run.parameters) for run in runs]
 
 
 async def flow_run_state(client, flow_run_id: str) -> str | None:
