@@ -22,6 +22,7 @@ work folder: on a cluster, ``[scale] work_dir`` on a filesystem every worker mou
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,11 +184,31 @@ def dask_task_runner(scale: ScaleSettings) -> Iterator[DaskTaskRunner]:
     started here and closed at the end whatever happens. The local one runs its workers as
     threads of this process (DuckDB and polars release the GIL while they work): no process
     to start, to pickle frames to, or to leave behind."""
-    if scale.dask_address:
-        yield DaskTaskRunner(address=scale.dask_address)
-        return
+    with _dask_warnings_only():
+        if scale.dask_address:
+            yield DaskTaskRunner(address=scale.dask_address)
+            return
+        with _local_cluster(scale.partitions) as cluster:
+            yield DaskTaskRunner(address=cluster.scheduler_address)
+
+
+@contextmanager
+def _dask_warnings_only() -> Iterator[None]:
+    """Dask logs each worker's and connection's coming and going at INFO, some sixty lines a run
+    that Prefect's console shows among the run's own: only its warnings are worth the log."""
+    dask_logger = logging.getLogger("distributed")
+    level = dask_logger.level
+    dask_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        dask_logger.setLevel(level)
+
+
+@contextmanager
+def _local_cluster(partitions: int) -> Iterator[LocalCluster]:
     cluster = LocalCluster(
-        n_workers=max(1, min(scale.partitions, os.cpu_count() or 1)),
+        n_workers=max(1, min(partitions, os.cpu_count() or 1)),
         threads_per_worker=1,
         processes=False,
         # Scheduler and workers serve HTTP (health, metrics) even with no dashboard, by default
@@ -196,7 +217,7 @@ def dask_task_runner(scale: ScaleSettings) -> Iterator[DaskTaskRunner]:
         worker_dashboard_address="127.0.0.1:0",
     )
     try:
-        yield DaskTaskRunner(address=cluster.scheduler_address)
+        yield cluster
     finally:
         cluster.close()
 
