@@ -262,3 +262,12 @@ def test_scale_comes_from_the_settings_and_the_command_line_overrides(tmp_path, 
     (tmp_path / "chartaudit.toml").write_text("[scale]\npartitions = 0\n")
     with pytest.raises(SettingsError, match=r"scale\.partitions"):
         scale()
+
+
+def test_the_work_folder_goes_under_the_scale_work_dir_and_is_removed(tmp_path):
+    from chartaudit.flows.workfolder import PREFIX, work_folder
+
+    shared = tmp_path / "shared" / "work"  # made when missing
+    with work_folder(shared) as folder:
+        assert folder.parent == shared and folder.name.startswith(PREFIX)
+    assert list(shared.iterdir()) == []
