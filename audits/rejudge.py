@@ -45,6 +45,27 @@ def rejudge_pending(
 
     Leaves in ``con`` the table ``rejudge_case_results`` (every case of each month that changed,
     under its new run id) and ``rejudged_cases`` (each case that left ``pending``)."""
+    plan, ran = judge_again(
+        con, catalogue, previous, timezone, coverage_end, triggered_by, coverage_start
+    )
+    return settle(con, previous, triggered_by, plan, ran)
+
+
+RejudgePlan = list[tuple[str, str, str, str]]  # (period, parent_run_id, run_id, ruleset)
+
+
+def judge_again(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    previous: str,
+    timezone: str,
+    coverage_end: datetime,
+    triggered_by: str,
+    coverage_start: date | None = None,
+) -> tuple[RejudgePlan, list[MeasureRun]]:
+    """The first half of ``rejudge_pending``: each month of ``previous`` with a pending case
+    judged afresh into the table ``fresh``. Per patient, so a partitioned run does it on each
+    slice of patients and ``settle`` once on the union (flows/partitions.py)."""
     months = con.execute(
         f"SELECT period, any_value(run_id), any_value(ruleset) FROM {previous}"
         " GROUP BY period HAVING count(*) FILTER (WHERE outcome = 'pending') > 0 ORDER BY period"
@@ -59,6 +80,19 @@ def rejudge_pending(
         fresh = run_measures(con, catalogue, audit, ruleset, run_id, target="fresh")
         ran += _keep_judged_status(con, previous, period, fresh)
         plan.append((period, parent_run_id, run_id, ruleset))
+    return plan, ran
+
+
+def settle(
+    con: duckdb.DuckDBPyConnection,
+    previous: str,
+    triggered_by: str,
+    plan: RejudgePlan,
+    ran: list[MeasureRun],
+) -> tuple[list[RejudgeRun], list[MeasureRun]]:
+    """The second half of ``rejudge_pending``: match ``fresh`` against the pending cases of
+    ``previous`` and build the new runs of the months where one changed. A month gets a new run
+    when ANY of its cases changed, so this needs every patient's cases at once."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE rejudge_plan"
         " (period VARCHAR, parent_run_id VARCHAR, run_id VARCHAR, ruleset VARCHAR)"

@@ -235,10 +235,26 @@ def run(
     suppress_below: SuppressOption = None,
     allow_partial_month: AllowPartialOption = False,
     extract_format: FormatOption = "auto",
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Audit in N partitions of patients, as Prefect tasks on Dask (default: [scale]"
+            " partitions in chartaudit.toml, else 1: one process).",
+        ),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Dask scheduler the partitions run on, e.g. tcp://scheduler:8786 (default:"
+            " [scale] dask_address, else a local cluster started for the run).",
+        ),
+    ] = None,
 ) -> None:
     """Load, validate and audit one month of an extract; write the warehouse and the report.
     A month outside the extract's coverage is refused, and so is one it covers only in part
     unless --allow-partial-month is given."""
+    spread = {"partitions": partitions, "dask_address": dask_address}
     _guarded(
         lambda: _run_flow(
             extract_dir,
@@ -251,6 +267,7 @@ def run(
             max_quarantine_share=max_quarantine_share,
             suppress_below=suppress_below,
             allow_partial_month=allow_partial_month,
+            **{k: v for k, v in spread.items() if v is not None},  # else the settings'
         )
     )
 

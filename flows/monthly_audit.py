@@ -24,7 +24,7 @@ from chartaudit.flows import steps
 from chartaudit.flows.checkpoints import checkpoint
 from chartaudit.flows.conditions import install_log_filter
 from chartaudit.flows.files import owner_only_files
-from chartaudit.flows.settings import ThresholdSettings, thresholds
+from chartaudit.flows.settings import ThresholdSettings, scale, thresholds
 from chartaudit.flows.workfolder import work_folder
 from chartaudit.reports.formatting import ci, pct
 from chartaudit.reports.suppression import SUPPRESSED_TEXT, suppress_summary
@@ -128,6 +128,11 @@ def validate(work: str, limits: ThresholdSettings) -> None:
 def audit(work: str, warehouse_path: str) -> int:
     cases = steps.audit_step(Path(work), Path(warehouse_path))
     checkpoint("audit")
+    _log_audit(work, cases)
+    return cases
+
+
+def _log_audit(work: str, cases: int) -> None:
     logger = get_run_logger()
     logger.info("%d cases judged", cases)
     for line in steps.measure_status_lines(Path(work)):
@@ -135,7 +140,6 @@ def audit(work: str, warehouse_path: str) -> int:
     rejudged = steps.rejudged_summary(Path(work))
     if rejudged:
         logger.info("pending cases of earlier months judged again: %s", rejudged)
-    return cases
 
 
 @task(cache_policy=NONE)
@@ -248,6 +252,8 @@ def monthly_audit(
     suppress_below: int | None = None,
     allow_partial_month: bool = False,
     source_log: list[str] | None = None,
+    partitions: int | None = None,
+    dask_address: str | None = None,
 ) -> AuditOutcome:
     """Audit one month of an extract into the warehouse and render its report.
 
@@ -270,11 +276,16 @@ def monthly_audit(
     From before it records itself ``running`` to its end the run holds the warehouse's run lock:
     another run meanwhile fails with WarehouseBusy and writes nothing, and a ``running`` run
     this one finds is one whose process died; it is recorded ``failed`` (interrupted).
+
+    ``partitions`` N > 1 audits N partitions of patients as tasks on Dask: the cluster at
+    ``dask_address``, else a local one for the run (flows/partitions.py); both default to the
+    settings' [scale], whose ``work_dir`` is where the work folder goes.
     """
     limits = thresholds(max_quarantine_share)  # a malformed settings file fails here
+    spread = scale(partitions, dask_address)
     for line in source_log or ():  # what --format found and adapted (flows/sourcing.py)
         get_run_logger().info("%s", line)
-    with owner_only_files(), work_folder() as folder:
+    with owner_only_files(), work_folder(spread.work_dir) as folder:
         work = str(folder)
         plan = load(
             extract_dir, work, period, ruleset, list(measure_folders or []), allow_partial_month
@@ -283,7 +294,14 @@ def monthly_audit(
             _log_interrupted(warehouse.begin_run(Path(warehouse_path), plan.record))
             try:
                 validate(work, limits)
-                cases = audit(work, warehouse_path)
+                if spread.partitions > 1:
+                    # Dask loads only for a partitioned run: a run of one process starts as fast
+                    from chartaudit.flows.partitions import audit_partitioned
+
+                    cases = audit_partitioned(work, warehouse_path, spread)
+                    _log_audit(work, cases)
+                else:
+                    cases = audit(work, warehouse_path)
                 summarise(work)
                 publish(work, warehouse_path)
             except Exception as exc:

@@ -18,6 +18,11 @@ The file is ``./chartaudit.toml`` (or the path in ``CHARTAUDIT_SETTINGS``)::
     [sources]
     code_map = "site-codes.csv"     # a site's own codes -> contract concepts (OMOP/Synthea/FHIR)
 
+    [scale]                         # the audit in partitions of patients (flows/partitions.py)
+    partitions = 4                  # 1 (the default): one process, as always
+    dask_address = "tcp://scheduler:8786"  # none: a local Dask cluster for the run
+    work_dir = "/shared/chartaudit-work"   # where run work folders go; every worker reads it
+
 and ``CHARTAUDIT_MEASURES__FOLDERS='["/srv/chartaudit/site-measures"]'`` or
 ``CHARTAUDIT_THRESHOLDS__TABLES__ORDERS__WARNING_SHARE=0.2`` override it.
 """
@@ -118,6 +123,17 @@ class SourceSettings(BaseModel):
     code_map: Path | None = None
 
 
+class ScaleSettings(BaseModel):
+    """The audit split into partitions of patients, run as Prefect tasks on Dask."""
+
+    model_config = ConfigDict(extra="forbid")
+    partitions: Annotated[int, Field(ge=1)] = 1
+    dask_address: str | None = None  # a running scheduler; none: a local cluster per run
+    # the parent of each run's work folder (default: the system's temporary folder); with a
+    # cluster, a shared filesystem every worker mounts at the same path
+    work_dir: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARTAUDIT_", env_nested_delimiter="__", extra="forbid"
@@ -125,6 +141,7 @@ class Settings(BaseSettings):
     measures: MeasureSettings = MeasureSettings()
     thresholds: ThresholdSettings = ThresholdSettings()
     sources: SourceSettings = SourceSettings()
+    scale: ScaleSettings = ScaleSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -161,10 +178,14 @@ def load_settings() -> Settings:
     code_map = settings.sources.code_map
     if code_map is not None and not code_map.is_absolute():
         code_map = base / code_map
+    work_dir = settings.scale.work_dir
+    if work_dir is not None and not work_dir.is_absolute():
+        work_dir = base / work_dir
     return settings.model_copy(
         update={
             "measures": MeasureSettings(folders=folders),
             "sources": SourceSettings(code_map=code_map),
+            "scale": settings.scale.model_copy(update={"work_dir": work_dir}),
         }
     )
 
@@ -181,3 +202,12 @@ def thresholds(max_quarantine_share: float | None = None) -> ThresholdSettings:
             f"--max-quarantine-share {max_quarantine_share} is not a share between 0 and 1"
         )
     return load_settings().thresholds.with_quarantine_share(max_quarantine_share)
+
+
+def scale(partitions: int | None = None, dask_address: str | None = None) -> ScaleSettings:
+    """How the audit is spread: the settings' [scale], with the command line's options."""
+    if partitions is not None and partitions < 1:
+        raise SettingsError(f"--partitions {partitions}: at least 1")
+    settings = load_settings().scale
+    given = {"partitions": partitions, "dask_address": dask_address}
+    return settings.model_copy(update={k: v for k, v in given.items() if v is not None})

@@ -22,10 +22,14 @@ OWNER = ".owner"
 
 
 @contextmanager
-def work_folder() -> Iterator[Path]:
-    """A fresh work folder for one run, removed at the end; first, the abandoned ones go."""
-    remove_abandoned(Path(tempfile.gettempdir()))
-    folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+def work_folder(parent: Path | None = None) -> Iterator[Path]:
+    """A fresh work folder for one run under ``parent`` (default: the temporary folder; a
+    partitioned run's workers on other machines need a shared one), removed at the end; first,
+    the abandoned ones go."""
+    parent = Path(tempfile.gettempdir()) if parent is None else Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(parent)
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
     # Locked before it has its name: another run never finds `.owner` unlocked while we live.
     owner = os.open(folder / f"{OWNER}.new", os.O_RDWR | os.O_CREAT, 0o600)
     try:
