@@ -23,7 +23,7 @@ def adapt_source(
     """(the contract extract folder, the report). ``folder`` receives an adapted extract."""
     source = Path(source)
     if not source.is_dir():
-        raise reject(f"{source} is not a folder; give the folder holding the extract's files")
+        raise reject(f"{source} is not a folder; give the folder holding the table files")
     detected = resolve_format(source, requested)
     if detected.format == CONTRACT:
         return source, AdaptReport(CONTRACT, detected.reason)
