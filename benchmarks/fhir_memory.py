@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from proc import run_sampled  # benchmarks/proc.py (this folder is sys.path[0] for a script)
+
 LIMIT_MB = 2048
 BYTES_PER_PATIENT = 5_600  # NDJSON written per generated patient (13 months), measured
 PERIOD = "2026-10"  # the generator's last month: the last whole month of the extract
@@ -33,55 +35,6 @@ PREPARE = (
     " generate_extract(root / 'contract', patients=int(sys.argv[2]), dirty=False);"
     " write_fhir(root / 'contract', root / 'fhir')"
 )
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
-
-
-def _memory_kb(pid: int) -> tuple[int, int]:
-    """(resident now, peak resident) of one process, in kB; zeros once it is gone."""
-    fields = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields[key] = value
-    except OSError:
-        return 0, 0
-    kb = [int(fields.get(k, "0 kB").split()[0]) for k in ("VmRSS", "VmHWM")]
-    return kb[0], kb[1]
-
-
-def tree_memory_mb(root: int) -> tuple[float, float]:
-    """(resident MB of ``root`` and all its descendants now, the largest one's peak MB)."""
-    total, largest, stack = 0, 0, [root]
-    while stack:
-        pid = stack.pop()
-        now, peak = _memory_kb(pid)
-        total, largest = total + now, max(largest, peak)
-        stack.extend(_children(pid))
-    return total / 1024, largest / 1024
-
-
-def run_sampled(command: list[str], cwd: Path) -> tuple[int, float, float, float]:
-    """(exit status, seconds, peak MB of the tree, peak MB of its largest process)."""
-    start = time.perf_counter()
-    log = cwd / "run.log"
-    with log.open("wb") as sink:
-        child = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
-        tree = largest = 0.0
-        while child.poll() is None:
-            now, peak = tree_memory_mb(child.pid)
-            tree, largest = max(tree, now), max(largest, peak)
-            time.sleep(0.1)
-    seconds = time.perf_counter() - start
-    if child.returncode != 0:
-        print(log.read_text(encoding="utf-8", errors="replace")[-3000:])
-    return child.returncode, seconds, tree, largest
 
 
 def main() -> None:
@@ -105,7 +58,9 @@ def main() -> None:
     chartaudit = Path(sys.executable).parent / "chartaudit"
     command = [str(chartaudit), "run", str(fhir), "--format", "fhir", "--period", PERIOD]
     command += ["--warehouse", str(work / "audit.duckdb"), "--out", str(work / "out")]
-    status, seconds, peak, largest = run_sampled(command, work)
+    status, seconds, peak, largest = run_sampled(command, work, work / "run.log")
+    if status != 0:
+        print((work / "run.log").read_text(encoding="utf-8", errors="replace")[-3000:])
     verdict = "under" if peak < LIMIT_MB else "OVER"
     print(f"FHIR NDJSON input: {size / 1e9:.2f} GB ({size:,} bytes) in {fhir}")
     print(f"chartaudit run --format fhir --period {PERIOD}: exit {status}, {seconds:.0f} s")

@@ -5,7 +5,8 @@ traceback goes to the run log on standard output (flows/conditions.py)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,14 @@ from typing import Annotated
 import polars as pl
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -506,16 +515,49 @@ def generate(
     end_month: Annotated[str, typer.Option(help="Last month of coverage, YYYY-MM.")] = "2026-10",
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
 ) -> None:
-    """Write a synthetic extract with an answer key (the outcome every case must get)."""
+    """Write a synthetic extract with an answer key (the outcome every case must get), in
+    batches of patients (bounded memory; a progress bar on a terminal)."""
 
     def make() -> None:
-        result = generate_extract(
-            out_dir, patients=patients, months=months, seed=seed, end_month=end_month, fmt=fmt
+        with _batch_progress(patients) as progress:
+            result = generate_extract(
+                out_dir,
+                patients=patients,
+                months=months,
+                seed=seed,
+                end_month=end_month,
+                fmt=fmt,
+                progress=progress,
+            )
+        out.print(f"synthetic extract written to {out_dir.resolve()}", markup=False)
+        rows = ", ".join(f"{table} {count:,}" for table, count in result.row_counts.items())
+        out.print(f"rows: {rows}; expected in quarantine: {result.quarantine_rows:,}")
+        cases = sum(
+            n for per in result.case_counts.values() for m in per.values() for n in m.values()
         )
-        out.print(f"synthetic extract written to {out_dir.resolve()}")
-        out.print(result)
+        out.print(f"answer key: {cases:,} cases ({result.answer_key.name})")
 
     _guarded(make)
+
+
+@contextmanager
+def _batch_progress(total: int) -> Iterator[Callable[[int, int], None] | None]:
+    """A Rich progress bar of patients written, advanced per batch; None off a terminal (no bar
+    in logs or captured output)."""
+    if not out.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("patients"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task("generate", total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
 
 
 @app.command()

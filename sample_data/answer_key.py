@@ -1,7 +1,8 @@
 """The answer key: every case of all fifteen measures under both rule sets, judged from the files.
 
-After the generator has written an extract, :func:`write_answer_key` runs an independent
-reference judge over the written files and writes ``answer_key.csv``: one row per case per rule
+As the generator writes an extract, batch by batch of patients, :func:`judge` runs an
+independent reference judge over each batch's rows as written (:func:`write_key_part`), and
+:func:`merge_key_parts` writes ``answer_key.csv`` from them: one row per case per rule
 set (``source-2025``, ``evidence-2026``), for every month of the coverage (LN-07, a patient
 measure, only for months whose 12-month look-back starts at or after the coverage start).
 
@@ -16,15 +17,27 @@ checked against this key by the tests.
 from __future__ import annotations
 
 import csv
+import heapq
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
+
+import polars as pl
 
 from chartaudit.sample_data.answer_key_data import RULESETS, Case, Extract
 from chartaudit.sample_data.answer_key_neuro import judge_neuro
 from chartaudit.sample_data.answer_key_spine import judge_spine
 from chartaudit.sample_data.answer_key_vascular import judge_vascular
 
-__all__ = ["KEY_COLUMNS", "MEASURES", "RULESETS", "Case", "judge", "write_answer_key"]
+__all__ = [
+    "KEY_COLUMNS",
+    "MEASURES",
+    "RULESETS",
+    "Case",
+    "judge",
+    "merge_key_parts",
+    "write_key_part",
+]
 
 MEASURES = tuple(f"LN-{n:02d}" for n in range(1, 16))
 KEY_COLUMNS = (
@@ -40,9 +53,14 @@ KEY_COLUMNS = (
 BACKGROUND = "background"
 
 
-def judge(folder: Path) -> list[Case]:
-    """Every case of every measure under both rule sets, in the key's order."""
-    x = Extract(folder)
+def judge(
+    folder: Path,
+    tables: dict[str, tuple[pl.DataFrame, int]] | None = None,
+    quarantined: dict[str, set[int]] | None = None,
+) -> list[Case]:
+    """Every case of every measure under both rule sets, in the key's order (of the folder's
+    files, or of ``tables`` minus ``quarantined``: see ``answer_key_data.Extract``)."""
+    x = Extract(folder, tables, quarantined)
     for patient in x.patients.values():
         judge_spine(x, patient)
         judge_neuro(x, patient)
@@ -61,14 +79,17 @@ def sort_key(case: Case) -> tuple:
     )
 
 
-def write_answer_key(folder: Path, scenarios: dict[str, str]) -> tuple[Path, list[Case]]:
-    """Judge the extract in ``folder`` and write its ``answer_key.csv``; ``scenarios`` maps a
-    patient id to its scenario label (absent: background)."""
-    cases = judge(folder)
-    path = Path(folder) / "answer_key.csv"
+def _row_sort_key(row: list[str]) -> tuple:
+    """:func:`sort_key` of a written key row (index times are whole seconds in UTC, so their
+    text sorts as the instants do)."""
+    return (row[0], RULESETS.index(row[1]), row[2], row[3], row[5], row[4])
+
+
+def write_key_part(path: Path, cases: list[Case], scenarios: dict[str, str]) -> None:
+    """One batch's cases (sorted, as :func:`judge` returns them) as key rows without a header;
+    ``scenarios`` maps a patient id to its scenario label (absent: background)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(KEY_COLUMNS)
         for c in cases:
             writer.writerow(
                 (
@@ -82,14 +103,22 @@ def write_answer_key(folder: Path, scenarios: dict[str, str]) -> tuple[Path, lis
                     scenarios.get(c.patient_id, BACKGROUND),
                 )
             )
-    return path, cases
 
 
-def outcome_counts(cases: list[Case]) -> dict[str, dict[str, dict[str, int]]]:
-    """rule set -> measure -> outcome -> cases."""
+def merge_key_parts(parts: list[Path], path: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """Write ``answer_key.csv`` at ``path`` from the batches' parts, in patient order, and
+    return rule set -> measure -> outcome -> cases. A stable merge of sorted runs: the rows come
+    out exactly as sorting every batch's cases at once would put them, one row in memory per
+    part."""
     counts: dict[str, dict[str, Counter[str]]] = {}
-    for c in cases:
-        counts.setdefault(c.ruleset, {}).setdefault(c.measure_id, Counter())[c.outcome] += 1
+    with ExitStack() as stack:
+        readers = [csv.reader(stack.enter_context(part.open(newline=""))) for part in parts]
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(KEY_COLUMNS)
+            for row in heapq.merge(*readers, key=_row_sort_key):
+                writer.writerow(row)
+                counts.setdefault(row[1], {}).setdefault(row[0], Counter())[row[6]] += 1
     return {
         ruleset: {m: dict(sorted(c.items())) for m, c in sorted(per.items())}
         for ruleset, per in counts.items()

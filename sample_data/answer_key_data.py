@@ -173,7 +173,16 @@ def episodes(candidates: Iterable[tuple[datetime, str | None]]) -> list[tuple[da
 class Extract:
     """One extract folder, as the loader would load it."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        tables: dict[str, tuple[pl.DataFrame, int]] | None = None,
+        quarantined: dict[str, set[int]] | None = None,
+    ) -> None:
+        """``tables`` and ``quarantined``: instead of the folder's table files and
+        ``expected_quarantine.csv``, these rows (table -> text columns and the loader's line
+        number of the first row) and lines (table -> line numbers), e.g. one batch of the
+        generator's. The manifest is read from ``folder`` either way."""
         folder = Path(folder)
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         self.zone = ZoneInfo(manifest.get("timezone") or "UTC")
@@ -188,10 +197,13 @@ class Extract:
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         self._month_set = frozenset(self.months)
         self._instants: dict[str, datetime] = {}
-        bad: dict[str, set[int]] = defaultdict(set)
-        for row in pl.read_csv(folder / "expected_quarantine.csv", infer_schema=False).rows():
-            bad[row[0]].add(int(row[1]))
-        rows = {name: self._read(folder, name, bad[name]) for name in TABLE_NAMES}
+        bad: dict[str, set[int]] = defaultdict(set, quarantined or {})
+        if quarantined is None:
+            for row in pl.read_csv(folder / "expected_quarantine.csv", infer_schema=False).rows():
+                bad[row[0]].add(int(row[1]))
+        if tables is None:
+            tables = {name: self._read(folder, name) for name in TABLE_NAMES}
+        rows = {name: self._loaded(*tables[name], bad[name]) for name in TABLE_NAMES}
         self.patients: dict[str, Patient] = {}
         for r in rows["patients"]:
             death = date.fromisoformat(r["death_date"]) if r["death_date"] else None
@@ -269,13 +281,17 @@ class Extract:
         self.cases: list[Case] = []
 
     @staticmethod
-    def _read(folder: Path, name: str, bad: set[int]) -> list[dict[str, str | None]]:
-        """Rows minus the quarantined lines (CSV: header = line 1; Parquet: rows from 1)."""
+    def _read(folder: Path, name: str) -> tuple[pl.DataFrame, int]:
+        """A table file as text columns, and the line number of its first row (CSV: header =
+        line 1; Parquet: rows from 1)."""
         if (folder / f"{name}.csv").exists():
-            frame, first_line = pl.read_csv(folder / f"{name}.csv", infer_schema=False), 2
-        else:
-            frame, first_line = pl.read_parquet(folder / f"{name}.parquet"), 1
-            frame = frame.select(pl.all().cast(pl.String))
+            return pl.read_csv(folder / f"{name}.csv", infer_schema=False), 2
+        frame = pl.read_parquet(folder / f"{name}.parquet")
+        return frame.select(pl.all().cast(pl.String)), 1
+
+    @staticmethod
+    def _loaded(frame: pl.DataFrame, first_line: int, bad: set[int]) -> list[dict[str, str | None]]:
+        """Rows minus the quarantined lines."""
         return [
             row
             for line, row in enumerate(frame.iter_rows(named=True), start=first_line)

@@ -8,6 +8,14 @@ the scenario of its patient), which an independent judge (``answer_key``) comput
 written files. Output is a pure function of the arguments: one ``random.Random(seed)``, no wall
 clock, same bytes every run.
 
+Patients are made in batches of ``batch_patients`` (:data:`BATCH_PATIENTS`), so a million fit in
+bounded memory: after each batch every table is flushed, the judge judges that batch's rows as
+written (patients are independent: no row of one patient bears on another's cases) into a part of
+the key, and ``progress`` hears of it. The batch size changes neither the tables nor the key: one
+random stream runs through all batches (the run-wide id counters and month round-robins of
+``chart.Context`` are sequential state anyway, so per-batch streams would buy nothing), and the
+parts are merged in the order one whole-extract sort gives (``answer_key.merge_key_parts``).
+
 Each patient belongs to one scenario (the ``scenarios_ln*`` modules, ``dirty``); most are
 background patients who produce no case. A scenario declares what it intends for the measure it
 was written for (``chart.Scenario.intent``); the tests check the judged key against it.
@@ -23,7 +31,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -40,7 +50,7 @@ from chartaudit.sample_data import (
     scenarios_ln14_15,
 )
 from chartaudit.sample_data import dirty as dirty_scenarios
-from chartaudit.sample_data.answer_key import outcome_counts, write_answer_key
+from chartaudit.sample_data.answer_key import judge, merge_key_parts, write_key_part
 from chartaudit.sample_data.background import background_patient
 from chartaudit.sample_data.chart import Chart, Context, Scenario
 from chartaudit.sample_data.clock import Clock, Unplaceable
@@ -49,6 +59,9 @@ from chartaudit.sample_data.sink import ExtractSink
 DEMO_DIR = Path(__file__).parent / "demo_extract"
 BACKGROUND = "background"
 SOURCE = "chartaudit synthetic generator"
+# Patients per batch: the judge holds one batch's rows as Python objects (about 20 kB a patient).
+BATCH_PATIENTS = 20_000
+KEY_PARTS = ".answer_key_parts"  # a scratch folder inside the extract, removed when done
 
 MODULES = (
     scenarios_ln01,
@@ -137,6 +150,20 @@ def manifest(clock: Clock, *, end_month: str, seed: int, timezone: str) -> dict[
     }
 
 
+def write_batch(ctx: Context, numbers: range, labels: list[str], key_part: Path) -> dict[str, str]:
+    """Write the patients numbered ``numbers`` (``labels``: every patient's scenario, from 1)
+    and judge them into ``key_part``; returns each non-background patient's scenario."""
+    scenario_of: dict[str, str] = {}
+    for number in numbers:
+        chart = build_patient(ctx, f"PT{number:06d}", labels[number - 1])
+        if chart.scenario != BACKGROUND:
+            scenario_of[chart.patient_id] = chart.scenario
+    out_dir = ctx.sink.out_dir
+    cases = judge(out_dir, ctx.sink.end_batch(), ctx.sink.quarantined_lines())
+    write_key_part(key_part, cases, scenario_of)
+    return scenario_of
+
+
 def generate_extract(
     out_dir: Path,
     *,
@@ -147,31 +174,47 @@ def generate_extract(
     timezone: str = "America/Chicago",
     fmt: str = "csv",
     dirty: bool = True,
+    batch_patients: int = BATCH_PATIENTS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GeneratedExtract:
-    """Write a synthetic extract of ``months`` calendar months ending with ``end_month``."""
+    """Write a synthetic extract of ``months`` calendar months ending with ``end_month``;
+    ``progress(done, patients)`` is called after each batch of ``batch_patients``."""
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", end_month):
         raise GeneratorArgumentError(f"end_month must look like 2026-10, not {end_month!r}")
+    if batch_patients < 1:
+        raise GeneratorArgumentError(f"batch_patients must be at least 1, not {batch_patients}")
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     clock = Clock(timezone, end_month, months)
     counts = scenario_counts(patients, months, dirty_rows=dirty)
     sink = ExtractSink(out_dir, fmt)
-    ctx = Context(rng=rng, clock=clock, sink=sink, fillers=frozenset(FILLERS.values()))
-    placed: Counter[str] = Counter()
-    scenario_patients: dict[str, list[str]] = {}
-    scenario_of: dict[str, str] = {}
-    for number, label in enumerate(assign_scenarios(rng, counts), start=1):
-        chart = build_patient(ctx, f"PT{number:06d}", label)
-        placed[chart.scenario] += 1
-        if chart.scenario != BACKGROUND:
-            scenario_patients.setdefault(chart.scenario, []).append(chart.patient_id)
-            scenario_of[chart.patient_id] = chart.scenario
-    quarantine_rows = len(sink.quarantine)
-    quarantine_path, data_quality_path = sink.close()
-    manifest_path = out_dir / "manifest.json"
+    manifest_path = out_dir / "manifest.json"  # first: the judge reads the coverage from it
     content = manifest(clock, end_month=end_month, seed=seed, timezone=timezone)
     manifest_path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    key_path, cases = write_answer_key(out_dir, scenario_of)
+    ctx = Context(rng=rng, clock=clock, sink=sink, fillers=frozenset(FILLERS.values()))
+    labels = assign_scenarios(rng, counts)
+    placed: Counter[str] = Counter()  # patients per scenario
+    scenario_patients: dict[str, list[str]] = {}
+    parts_dir = out_dir / KEY_PARTS
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir()
+    parts = []
+    for start in range(0, patients, batch_patients):
+        numbers = range(start + 1, min(start + batch_patients, patients) + 1)
+        parts.append(parts_dir / f"{len(parts):05d}.csv")
+        batch = write_batch(ctx, numbers, labels, parts[-1])
+        placed.update(batch.values())
+        for patient_id, label in batch.items():
+            scenario_patients.setdefault(label, []).append(patient_id)
+        if progress is not None:
+            progress(numbers[-1], patients)
+    if patients > placed.total():
+        placed[BACKGROUND] = patients - placed.total()
+    quarantine_rows = len(sink.quarantine)
+    quarantine_path, data_quality_path = sink.close()
+    key_path = out_dir / "answer_key.csv"
+    case_counts = merge_key_parts(parts, key_path)
+    shutil.rmtree(parts_dir)
     return GeneratedExtract(
         out_dir=out_dir,
         tables={name: table.path for name, table in sink.tables.items()},
@@ -180,7 +223,7 @@ def generate_extract(
         expected_quarantine=quarantine_path,
         expected_data_quality=data_quality_path,
         row_counts={name: table.count for name, table in sink.tables.items()},
-        case_counts=outcome_counts(cases),
+        case_counts=case_counts,
         quarantine_rows=quarantine_rows,
         scenario_counts=dict(sorted(placed.items())),
         scenario_patients={k: tuple(v) for k, v in sorted(scenario_patients.items())},

@@ -1,11 +1,15 @@
 """Where generated rows go: one buffered writer per contract table, plus the expected quarantine
 and the expected data-quality warnings.
-Rows are flushed in chunks, so memory stays flat however many patients. (The answer key is
-judged from the written files afterwards: see ``answer_key``.)"""
+Rows are flushed in chunks, so memory stays flat however many patients. The generator works in
+batches of patients: :meth:`ExtractSink.end_batch` flushes every table and hands back the batch's
+rows exactly as the files hold them (CSV: the written bytes, read back; Parquet: the written
+frames as text, as the judge reads a Parquet file), so the answer key is judged batch by batch
+(see ``answer_key``) without reading the whole extract again."""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +49,8 @@ class TableSink:
         self._rows: list[tuple[Any, ...]] = []
         self._csv: IO[bytes] | None = None
         self._parquet: pq.ParquetWriter | None = None
+        self._batch: list[pl.DataFrame | bytes] = []  # what this batch wrote, for end_batch
+        self._batch_start = 0  # rows written before this batch
 
     def add(self, **values: Any) -> int:
         """Append one row; returns its source line (CSV physical line, header = 1)."""
@@ -64,12 +70,32 @@ class TableSink:
             first = self._csv is None
             if self._csv is None:
                 self._csv = self.path.open("wb")
-            frame.write_csv(self._csv, include_header=first)
+            written = frame.write_csv(include_header=first).encode()
+            self._csv.write(written)
+            self._batch.append(written.split(b"\n", 1)[1] if first else written)
         else:
             table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table)
+            self._batch.append(frame)
+
+    def end_batch(self) -> tuple[pl.DataFrame, int]:
+        """Flush, and return this batch's rows as text columns (as the judge reads the file),
+        with the loader's line number of the first (CSV: header = line 1; Parquet: from 1)."""
+        if self._rows:
+            self.flush()
+        if self.fmt == "csv":
+            header = ",".join(self.columns).encode() + b"\n"
+            data = io.BytesIO(header + b"".join(self._batch))
+            frame = pl.read_csv(data, infer_schema=False)
+            first_line = self._batch_start + 2
+        else:
+            frame = pl.concat(self._batch) if self._batch else pl.DataFrame(schema=self.schema)
+            frame = frame.select(pl.all().cast(pl.String))
+            first_line = self._batch_start + 1
+        self._batch, self._batch_start = [], self.count
+        return frame, first_line
 
     def close(self) -> None:
         if self._rows or (self._csv is None and self._parquet is None):
@@ -98,6 +124,17 @@ class ExtractSink:
 
     def add(self, table: str, **values: Any) -> int:
         return self.tables[table].add(**values)
+
+    def end_batch(self) -> dict[str, tuple[pl.DataFrame, int]]:
+        """Every table's rows of this batch (see :meth:`TableSink.end_batch`)."""
+        return {name: table.end_batch() for name, table in self.tables.items()}
+
+    def quarantined_lines(self) -> dict[str, set[int]]:
+        """Table -> the loader's line numbers of every row expected in quarantine so far."""
+        lines: dict[str, set[int]] = {name: set() for name in self.tables}
+        for table, line, _, _ in self._in_line_order(self.quarantine):
+            lines[table].add(line)
+        return lines
 
     def expect_quarantine(self, table: str, line: int, column: str, reason: str) -> None:
         self.quarantine.append((table, line, column, reason))
