@@ -27,6 +27,11 @@ class Saved:
     meta: dict[str, Any]
 
 
+# The work folder is scratch, read once by the next step and removed after the run: lz4 writes
+# and reads in about 2/3 of zstd's time (polars' default), for files about twice as large.
+STAGE_COMPRESSION = "lz4"
+
+
 def save_stage(
     directory: Path,
     kind: str,
@@ -39,9 +44,11 @@ def save_stage(
     directory = Path(directory)
     (directory / "tables").mkdir(parents=True, exist_ok=True)
     for table, frame in tables.items():
-        frame.write_parquet(directory / "tables" / f"{table}.parquet")
+        frame.write_parquet(
+            directory / "tables" / f"{table}.parquet", compression=STAGE_COMPRESSION
+        )
     for name, frame in frames.items():
-        frame.write_parquet(directory / f"{name}.parquet")
+        frame.write_parquet(directory / f"{name}.parquet", compression=STAGE_COMPRESSION)
     header = {
         "format": f"chartaudit.{kind}/1",
         "manifest": manifest.to_json(),
