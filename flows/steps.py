@@ -261,9 +261,10 @@ def with_source_lines(
 def scratch_connection(work: Path | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills, if it must, into the run's work folder (removed after
     the run) rather than into a ``.tmp`` folder of the working directory."""
+    machine = warehouse.machine_settings()  # threads and memory_limit
     if work is None:
-        return duckdb.connect()
-    return duckdb.connect(config={"temp_directory": str(work / "duckdb-spill")})
+        return duckdb.connect(config=machine)
+    return duckdb.connect(config={"temp_directory": str(work / "duckdb-spill"), **machine})
 
 
 def canonical_connection(
