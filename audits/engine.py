@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -50,9 +51,7 @@ class Catalogue:
     def load(cls, extra_folders: Sequence[Path | str] = ()) -> Catalogue:
         extra = tuple(check_measure_folder(Path(f)) for f in extra_folders)
         folders = (BUILT_IN, *extra)
-        value_sets = load_value_sets(tuple(f / "value_sets" for f in folders))
-        measures = load_measures(set(value_sets), tuple(f / "measures" for f in folders))
-        return cls(tuple(measures), value_sets, folders)
+        return _load_catalogue(folders, _catalogue_files(folders))
 
     @property
     def rulesets(self) -> tuple[str, ...]:
@@ -92,6 +91,25 @@ class Catalogue:
 
     def deck_files(self) -> list[Path]:
         return sorted(p for f in self.folders for p in (f / "decks").glob("*.yaml"))
+
+
+def _catalogue_files(folders: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every file a catalogue is read from: a changed file reads again."""
+    files = [
+        p
+        for f in folders
+        for p in (*(f / "value_sets").glob("*.csv"), *(f / "measures").glob("*.yaml"))
+    ]
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(files))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_catalogue(folders: tuple[Path, ...], files: tuple) -> Catalogue:
+    """Parsing the YAML takes about a quarter of a second, and a run asked for the catalogue
+    three times; the files' identity is the cache key, so an edited measure is read again."""
+    value_sets = load_value_sets(tuple(f / "value_sets" for f in folders))
+    measures = load_measures(set(value_sets), tuple(f / "measures" for f in folders))
+    return Catalogue(tuple(measures), value_sets, folders)
 
 
 @dataclass(frozen=True)
