@@ -32,6 +32,19 @@ class UnknownRuleset(ValueError):
     pass
 
 
+# The order to load the canonical tables in for the engine: by the columns its criteria filter
+# on, so that DuckDB's min/max per row group skips most of a table for a value set (measured at
+# 100,000 patients: the fifteen measures' CPU time fell by a third). Results never depend on it:
+# every choice the compiled SQL makes is by a total order.
+SCAN_ORDER: dict[str, str] = {
+    "diagnoses": "code_system, code",
+    "findings": "code_system, code",
+    "orders": "code_system, code",
+    "labs": "loinc",
+    "medications": "ingredient",
+}
+
+
 def check_measure_folder(folder: Path) -> Path:
     if not (folder / "measures").is_dir():
         raise MeasureError(f"{folder}: not a measure folder ({FOLDER_HELP})")
