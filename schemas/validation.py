@@ -60,7 +60,7 @@ from chartaudit.schemas.models import (
 )
 from chartaudit.schemas.quality import far_future_faults, shown, warning_findings
 from chartaudit.schemas.reader import RawExtract, read_extract
-from chartaudit.schemas.saved import load_stage, save_stage
+from chartaudit.schemas.saved import load_stage, save_stage, stage_table_files
 
 __all__ = [
     "DATA_QUALITY_SCHEMA",
@@ -99,8 +99,10 @@ class ValidatedExtract:
         )
 
     @classmethod
-    def load(cls, directory: Path) -> ValidatedExtract:
-        saved = load_stage(directory, "validated_extract")
+    def load(cls, directory: Path, tables: bool = True) -> ValidatedExtract:
+        """The saved extract; with ``tables`` False, only its quarantine, counts and warnings
+        (``table_files`` names the tables' Parquet files, which DuckDB reads itself)."""
+        saved = load_stage(directory, "validated_extract", tables)
         return cls(
             manifest=saved.manifest,
             digest=saved.digest,
@@ -110,6 +112,11 @@ class ValidatedExtract:
             warnings=list(saved.meta["warnings"]),
             data_quality=saved.frames["data_quality"],
         )
+
+    @staticmethod
+    def table_files(directory: Path) -> dict[str, Path]:
+        """table -> the Parquet file of its loaded rows in a saved ValidatedExtract."""
+        return stage_table_files(directory, "validated_extract")
 
     def quarantined_share(self) -> dict[str, float]:
         """table -> quarantined_rows / input_rows (0.0 for an empty table)."""

@@ -287,7 +287,9 @@ def fail_run(path: Path, run_id: str, error: str) -> None:
 class RunOutputs:
     """Everything one run publishes, as frames (read by the publish step from its work dir)."""
 
-    tables: dict[str, pl.DataFrame]
+    # per canonical table: its rows, or the Parquet file holding them (DuckDB reads it itself,
+    # so the publishing process holds no copy of the extract)
+    tables: dict[str, pl.DataFrame | Path]
     quarantine: pl.DataFrame
     load_counts: pl.DataFrame
     measures: pl.DataFrame
@@ -327,8 +329,13 @@ def publish_run(
     """Replace the canonical tables and add the run's results, all in one transaction.
     ``before_commit`` runs with everything written and nothing committed (a test's kill point)."""
     provenance = {"run_id": pl.lit(run_id), "extract_id": pl.lit(extract_id)}
+    files = {t: f for t, f in outputs.tables.items() if isinstance(f, Path)}
     incoming = {
-        **{t: outputs.tables[t].with_columns(extract_id=pl.lit(extract_id)) for t in TABLE_ORDER},
+        **{
+            t: outputs.tables[t].with_columns(extract_id=pl.lit(extract_id))
+            for t in TABLE_ORDER
+            if t not in files
+        },
         "quarantine": outputs.quarantine.with_columns(**provenance),
         "data_quality": (
             None
@@ -354,6 +361,11 @@ def publish_run(
         try:
             for table in TABLE_ORDER:
                 con.execute(f"DELETE FROM {table}")
+            for table, path in files.items():
+                rows = "(SELECT *, $extract_id::VARCHAR AS extract_id FROM read_parquet($path))"
+                con.execute(
+                    canonical_insert_sql(table, rows), {"extract_id": extract_id, "path": str(path)}
+                )
             for table in incoming:
                 if table in TABLE_ORDER:
                     con.execute(canonical_insert_sql(table, f"incoming_{table}"))
