@@ -27,7 +27,13 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from chartaudit.audits.engine import DEFAULT_RULESET, Catalogue, MeasureRun, run_measures
+from chartaudit.audits.engine import (
+    DEFAULT_RULESET,
+    SCAN_ORDER,
+    Catalogue,
+    MeasureRun,
+    run_measures,
+)
 from chartaudit.audits.period import AuditPeriod, Coverage, parse_period
 from chartaudit.audits.rejudge import rejudge_pending
 from chartaudit.flows.settings import DEFAULT_QUARANTINE_SHARE, ThresholdSettings
@@ -261,9 +267,10 @@ def with_source_lines(
 def scratch_connection(work: Path | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills, if it must, into the run's work folder (removed after
     the run) rather than into a ``.tmp`` folder of the working directory."""
+    machine = warehouse.machine_settings()  # threads and memory_limit
     if work is None:
-        return duckdb.connect()
-    return duckdb.connect(config={"temp_directory": str(work / "duckdb-spill")})
+        return duckdb.connect(config=machine)
+    return duckdb.connect(config={"temp_directory": str(work / "duckdb-spill"), **machine})
 
 
 def canonical_connection(
@@ -273,24 +280,45 @@ def canonical_connection(
     con = scratch_connection(work)
     con.execute("SET python_enable_replacements = false")
     for table in TABLE_ORDER:
-        con.execute(canonical_table_ddl(table))
         frame = validated.tables[table].with_columns(extract_id=pl.lit(extract_id))
         con.register("incoming", frame.to_arrow())
-        con.execute(canonical_insert_sql(table, "incoming"))
+        _insert_canonical(con, table, "incoming")
         con.unregister("incoming")
     con.execute(RESULT_TABLES_DDL)
     return con
+
+
+def saved_canonical_connection(
+    validated_dir: Path, extract_id: str, work: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """``canonical_connection`` of a saved ValidatedExtract, read by DuckDB from its Parquet
+    files: no polars copy of the tables is held beside DuckDB's (half the audit step's memory)."""
+    con = scratch_connection(work)
+    con.execute("SET python_enable_replacements = false")
+    for table, path in ValidatedExtract.table_files(validated_dir).items():
+        rows = "(SELECT *, $extract_id::VARCHAR AS extract_id FROM read_parquet($path))"
+        _insert_canonical(con, table, rows, {"extract_id": extract_id, "path": str(path)})
+    con.execute(RESULT_TABLES_DDL)
+    return con
+
+
+def _insert_canonical(
+    con: duckdb.DuckDBPyConnection, table: str, source: str, params: dict | None = None
+) -> None:
+    """Create the canonical table and fill it from ``source``, in the engine's scan order."""
+    con.execute(canonical_table_ddl(table))
+    order = f" ORDER BY {SCAN_ORDER[table]}" if table in SCAN_ORDER else ""
+    con.execute(canonical_insert_sql(table, f"(SELECT * FROM {source}{order})"), params)
 
 
 def audit_step(work: Path, warehouse_path: Path | None = None) -> int:
     """Judge every case of every measure in effect; then judge again the earlier months'
     pending cases that the warehouse holds (see audits/rejudge.py). Returns this month's cases."""
     plan = RunPlan.load(work)
-    validated = ValidatedExtract.load(work / "validated")
     results = work / "results"
     results.mkdir(parents=True, exist_ok=True)
     catalogue = plan.catalogue
-    with canonical_connection(validated, plan.extract_id, work) as con:
+    with saved_canonical_connection(work / "validated", plan.extract_id, work) as con:
         ran = run_measures(con, catalogue, plan.audit_period, plan.ruleset, plan.run_id)
         (cases,) = con.execute("SELECT count(*) FROM case_results").fetchall()[0]
         earlier = warehouse.earlier_pending_cases(warehouse_path, plan.period)
@@ -412,10 +440,10 @@ def publish_step(
 ) -> None:
     """Everything the run produced lands in the warehouse in one transaction."""
     plan = RunPlan.load(work)
-    validated = ValidatedExtract.load(work / "validated")
+    validated = ValidatedExtract.load(work / "validated", tables=False)
     results = work / "results"
     outputs = warehouse.RunOutputs(
-        tables=validated.tables,
+        tables=ValidatedExtract.table_files(work / "validated"),
         quarantine=validated.quarantine,
         data_quality=validated.data_quality,
         load_counts=validated.load_counts,

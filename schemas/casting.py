@@ -16,7 +16,7 @@ import polars as pl
 
 from chartaudit.schemas.codes import normalise_code_expr, normalise_ingredient_expr
 from chartaudit.schemas.contract import SOURCE_LINE, TABLES, ColumnSpec
-from chartaudit.schemas.deidentification import identifier_placeholder
+from chartaudit.schemas.deidentification import IDENTIFIER_VALUE_PATTERNS, identifier_placeholder
 from chartaudit.schemas.models import (
     CANONICAL_DTYPES,
     LOOKS_LIKE_IDENTIFIER,
@@ -36,6 +36,7 @@ from chartaudit.schemas.timestamps import (
 )
 
 __all__ = [
+    "ANY_IDENTIFIER_PATTERN",
     "CODE_COLUMNS",
     "INGREDIENT_COLUMNS",
     "cast_problem",
@@ -46,6 +47,10 @@ __all__ = [
 # Columns normalised after casting (codes.py), so value sets and checks compare like with like.
 CODE_COLUMNS = {"diagnoses": "code", "findings": "code", "orders": "code"}
 INGREDIENT_COLUMNS = {"medications": "ingredient"}
+
+# A value matches this when it matches any identifier pattern: one regex pass over a column
+# finds the few rows worth asking which kind (identifier_placeholder) they look like.
+ANY_IDENTIFIER_PATTERN = "|".join(f"(?:{pattern})" for _, pattern in IDENTIFIER_VALUE_PATTERNS)
 
 _INT_TEXT = r"^[+-]?[0-9]+$"
 _FLOAT_TEXT = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
@@ -170,6 +175,47 @@ def _cast_native(column: ColumnSpec, dtype: pl.DataType, zone: str) -> _Cast:
     return _Cast(value.cast(UTC_DATETIME), src.is_not_null(), pl.lit(TIMESTAMP_NOT_IN_TIMEZONE))
 
 
+# The form nearly every extract writes (no fraction, no offset): parsed by one strptime, the rows
+# in any other form by the full grammar of timestamps.py; both give the same wall time.
+_PLAIN_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
+_PLAIN_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def _parse_timestamps(frame: pl.DataFrame, stamps: list[str]) -> pl.DataFrame:
+    """Adds ``naive_column`` and ``offset_column`` of each timestamp text column.
+
+    The full grammar's regex with capture groups is the costly part of reading a table, so it
+    runs only on the rows not in the plain form (the others are null to it, which costs little).
+    """
+    plain, fast, slow = ({n: f"__{kind}_{n}" for n in stamps} for kind in ("plain", "fast", "slow"))
+    frame = frame.with_columns(
+        pl.col(n).str.contains(_PLAIN_TIMESTAMP).alias(plain[n]) for n in stamps
+    )
+    frame = frame.with_columns(
+        e
+        for n in stamps
+        for e in (
+            pl.when(pl.col(plain[n]))
+            .then(pl.col(n).str.strptime(pl.Datetime("us"), _PLAIN_FORMAT, strict=False))
+            .alias(fast[n]),
+            pl.when(~pl.col(plain[n])).then(pl.col(n)).alias(slow[n]),
+        )
+    )
+    frame = frame.with_columns(timestamp_parts(slow[n]) for n in stamps)
+    frame = frame.with_columns(e for n in stamps for e in wall_time_and_offset(slow[n]))
+    return frame.with_columns(
+        e
+        for n in stamps
+        for e in (
+            pl.when(pl.col(plain[n]))
+            .then(pl.col(fast[n]))
+            .otherwise(pl.col(naive_column(slow[n])))
+            .alias(naive_column(n)),
+            pl.col(offset_column(slow[n])).alias(offset_column(n)),
+        )
+    )
+
+
 def _value(name: str) -> str:
     return f"__value_{name}"
 
@@ -186,8 +232,7 @@ def type_table(
     text = [c for c in present if _is_text(frame.schema[c.name])]
     stamps = [c.name for c in text if c.type == "timestamp"]
     frame = frame.with_columns(_clean_text(pl.col(c.name)).alias(c.name) for c in text)
-    frame = frame.with_columns(timestamp_parts(name) for name in stamps)
-    frame = frame.with_columns(e for name in stamps for e in wall_time_and_offset(name))
+    frame = _parse_timestamps(frame, stamps)
     casts = {
         c.name: _cast_text(c, zone) if c in text else _cast_native(c, frame.schema[c.name], zone)
         for c in present
@@ -237,7 +282,7 @@ def _identifiers_as_read(table: str, frame: pl.DataFrame, where: list[pl.Expr]):
             continue
         placeholder = identifier_placeholder(pl.col(_value(name)))
         parts.append(
-            frame.filter(placeholder.is_not_null())
+            frame.filter(pl.col(_value(name)).str.contains(ANY_IDENTIFIER_PATTERN))
             .select(
                 *where,
                 SOURCE_LINE,

@@ -137,12 +137,14 @@ def _read_csv(
             "UTF-8 CSV with a header row"
         )
     frame = pl.concat([frame, records], how="horizontal")
-    # A blank line is one empty field; a line of commas only has no value either.
+    # A blank line is one empty field; a line of commas only has no value either. (A regex test
+    # of each field, not stripped copies of every column: \s is the White_Space that strip_chars
+    # strips.)
     blank = pl.all_horizontal(
-        pl.col(c).str.strip_chars().replace("", None).is_null() for c in positional
+        pl.col(c).is_null() | pl.col(c).str.contains(r"^\s*$") for c in positional
     ) & ((pl.col(FIELD_COUNT) == 1) | (pl.col(FIELD_COUNT) == len(header)))
     warnings = []
-    blank_lines = frame.filter(blank)[SOURCE_LINE]
+    blank_lines = frame.select(pl.col(SOURCE_LINE).filter(blank))[SOURCE_LINE]
     if blank_lines.len():
         shown = ", ".join(str(n) for n in blank_lines.head(5).to_list())
         more = ", ..." if blank_lines.len() > 5 else ""

@@ -35,7 +35,7 @@ from pathlib import Path
 import polars as pl
 from pandera.errors import SchemaErrors
 
-from chartaudit.schemas.casting import normalised_columns
+from chartaudit.schemas.casting import ANY_IDENTIFIER_PATTERN, normalised_columns
 from chartaudit.schemas.contract import SOURCE_LINE, TABLE_ORDER, TABLES
 from chartaudit.schemas.deidentification import identifier_placeholder, mask_quarantine_value
 from chartaudit.schemas.manifest import Manifest
@@ -60,7 +60,7 @@ from chartaudit.schemas.models import (
 )
 from chartaudit.schemas.quality import far_future_faults, shown, warning_findings
 from chartaudit.schemas.reader import RawExtract, read_extract
-from chartaudit.schemas.saved import load_stage, save_stage
+from chartaudit.schemas.saved import load_stage, save_stage, stage_table_files
 
 __all__ = [
     "DATA_QUALITY_SCHEMA",
@@ -99,8 +99,10 @@ class ValidatedExtract:
         )
 
     @classmethod
-    def load(cls, directory: Path) -> ValidatedExtract:
-        saved = load_stage(directory, "validated_extract")
+    def load(cls, directory: Path, tables: bool = True) -> ValidatedExtract:
+        """The saved extract; with ``tables`` False, only its quarantine, counts and warnings
+        (``table_files`` names the tables' Parquet files, which DuckDB reads itself)."""
+        saved = load_stage(directory, "validated_extract", tables)
         return cls(
             manifest=saved.manifest,
             digest=saved.digest,
@@ -110,6 +112,11 @@ class ValidatedExtract:
             warnings=list(saved.meta["warnings"]),
             data_quality=saved.frames["data_quality"],
         )
+
+    @staticmethod
+    def table_files(directory: Path) -> dict[str, Path]:
+        """table -> the Parquet file of its loaded rows in a saved ValidatedExtract."""
+        return stage_table_files(directory, "validated_extract")
 
     def quarantined_share(self) -> dict[str, float]:
         """table -> quarantined_rows / input_rows (0.0 for an empty table)."""
@@ -202,8 +209,9 @@ def _identifier_faults(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     for column in TABLES[table].columns:
         if column.type != "str" or column.name in normalised_columns(table):
             continue  # normalised columns were checked as read (casting.py)
+        # One regex pass finds the few rows that look like any identifier; which one, only there.
+        hits = frame.filter(pl.col(column.name).str.contains(ANY_IDENTIFIER_PATTERN))
         placeholder = identifier_placeholder(pl.col(column.name))
-        hits = frame.filter(placeholder.is_not_null())
         parts.append(_fault_frame(hits, column.name, LOOKS_LIKE_IDENTIFIER, placeholder))
     return pl.concat(parts) if parts else pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
 
@@ -212,38 +220,84 @@ def _duplicate_key_faults(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     key = TABLES[table].primary_key
     if key is None:
         return pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
-    later = frame.sort(SOURCE_LINE).filter(
-        pl.col(key).is_not_null() & ~pl.col(key).is_first_distinct()
+    later = (
+        frame.select(SOURCE_LINE, key)
+        .sort(SOURCE_LINE)
+        .filter(pl.col(key).is_not_null() & ~pl.col(key).is_first_distinct())
     )
     return _fault_frame(later, key, DUPLICATE_KEY, pl.col(key))
 
 
-def _foreign_key_faults(
-    table: str, frame: pl.DataFrame, loaded: dict[str, pl.DataFrame], raw: RawExtract
-) -> pl.DataFrame:
+class _ParentKeys:
+    """The key sets of the loaded parent tables that the foreign-key rules join against, each
+    built once per extract (every child table of patients or encounters used to build its own)."""
+
+    def __init__(self, loaded: dict[str, pl.DataFrame], raw: RawExtract):
+        self.loaded = loaded
+        self.raw = raw
+        self._built: dict[tuple, pl.DataFrame] = {}
+
+    def _cached(self, key: tuple, build) -> pl.DataFrame:
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
+    def keys(self, parent: str, parent_column: str) -> pl.DataFrame:
+        """The distinct non-null keys of a loaded parent table, one column named parent_column."""
+        return self._cached(
+            ("keys", parent, parent_column),
+            lambda: self.loaded[parent].select(pl.col(parent_column).drop_nulls().unique()),
+        )
+
+    def owners(self) -> pl.DataFrame:
+        """Each loaded encounter's patient (the first row of a duplicated id)."""
+        return self._cached(
+            ("owners",),
+            lambda: (
+                self.loaded["encounters"]
+                .select("encounter_id", pl.col("patient_id").alias("__owner"))
+                .unique("encounter_id")
+            ),
+        )
+
+    def quarantined_encounters(self) -> pl.DataFrame:
+        """Encounter ids in encounters.csv none of whose rows loaded."""
+        return self._cached(
+            ("quarantined_encounters",),
+            lambda: (
+                self.raw.tables["encounters"]
+                .select("encounter_id")
+                .drop_nulls()
+                .unique()
+                .join(self.owners(), on="encounter_id", how="anti")
+            ),
+        )
+
+
+def _foreign_key_faults(table: str, frame: pl.DataFrame, parents: _ParentKeys) -> pl.DataFrame:
     parts = []
     checked = set()
     for column, parent, parent_column in TABLES[table].foreign_keys:
-        keys = loaded[parent].select(pl.col(parent_column).alias(column)).unique()
-        orphans = frame.filter(pl.col(column).is_not_null()).join(keys, on=column, how="anti")
+        keys = parents.keys(parent, parent_column).rename({parent_column: column})
+        named = frame.select(SOURCE_LINE, column).filter(pl.col(column).is_not_null())
+        orphans = named.join(keys, on=column, how="anti")
         parts.append(_fault_frame(orphans, column, FOREIGN_KEY, pl.col(column)))
         checked.add(column)
     if table != "encounters" and "encounter_id" in TABLES[table].column_names:
-        parts += _encounter_faults(frame, loaded["encounters"], raw, "encounter_id" in checked)
+        parts += _encounter_faults(frame, parents, "encounter_id" in checked)
     return pl.concat(parts) if parts else pl.DataFrame(schema=_ROW_FAULT_SCHEMA)
 
 
 def _encounter_faults(
-    frame: pl.DataFrame, encounters: pl.DataFrame, raw: RawExtract, must_exist: bool
+    frame: pl.DataFrame, parents: _ParentKeys, must_exist: bool
 ) -> list[pl.DataFrame]:
     """An encounter_id must name an encounter of the row's own patient. Where the contract does
     not require the encounter to exist (labs, medications: it may be an outside encounter), an
     id that IS in encounters.csv but was quarantined is still an orphan."""
-    owners = encounters.select("encounter_id", pl.col("patient_id").alias("__owner")).unique(
-        "encounter_id"
+    named = frame.select(SOURCE_LINE, "encounter_id", "patient_id").filter(
+        pl.col("encounter_id").is_not_null()
     )
-    named = frame.filter(pl.col("encounter_id").is_not_null())
-    other = named.join(owners, on="encounter_id", how="inner").filter(
+    other = named.join(parents.owners(), on="encounter_id", how="inner").filter(
         pl.col("__owner") != pl.col("patient_id")
     )
     parts = [
@@ -255,19 +309,12 @@ def _encounter_faults(
         )
     ]
     if not must_exist:
-        quarantined = (
-            raw.tables["encounters"]
-            .select("encounter_id")
-            .drop_nulls()
-            .unique()
-            .join(owners, on="encounter_id", how="anti")
-        )
-        dangling = named.join(quarantined, on="encounter_id", how="semi")
+        dangling = named.join(parents.quarantined_encounters(), on="encounter_id", how="semi")
         parts.append(_fault_frame(dangling, "encounter_id", FOREIGN_KEY, pl.col("encounter_id")))
     return parts
 
 
-def _table_faults(raw: RawExtract, table: str, loaded: dict[str, pl.DataFrame]) -> pl.DataFrame:
+def _table_faults(raw: RawExtract, table: str, parents: _ParentKeys) -> pl.DataFrame:
     frame = raw.tables[table]
     cast_faults = raw.faults.filter(pl.col("table_name") == table).drop("table_name", "source_file")
     # A required cell whose text could not be cast is null now; its cast fault says why.
@@ -283,7 +330,7 @@ def _table_faults(raw: RawExtract, table: str, loaded: dict[str, pl.DataFrame]) 
             model_faults,
             _identifier_faults(table, frame),
             _duplicate_key_faults(table, frame),
-            _foreign_key_faults(table, frame, loaded, raw),
+            _foreign_key_faults(table, frame, parents),
             far_future_faults(table, frame, raw.manifest),
         ]
     )
@@ -320,9 +367,10 @@ def validate_extract(raw: RawExtract) -> ValidatedExtract:
     loaded: dict[str, pl.DataFrame] = {}
     quarantine_parts, warning_parts = [], []
     counts = []
+    parents = _ParentKeys(loaded, raw)
     for table in TABLE_ORDER:
         frame = raw.tables[table]
-        faults = _table_faults(raw, table, loaded)
+        faults = _table_faults(raw, table, parents)
         bad_lines = faults.select(pl.col(SOURCE_LINE).unique())
         loaded[table] = frame.join(bad_lines, on=SOURCE_LINE, how="anti", maintain_order="left")
         found = warning_findings(table, loaded[table], raw.manifest)

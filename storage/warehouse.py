@@ -13,6 +13,7 @@ what makes a ``running`` row found by the next run provably one whose process di
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -68,13 +69,56 @@ class RunRecord:
     partial: bool = False  # the extract covers the period only in part
 
 
+# DuckDB's share of the memory this process may use: the rest is for polars frames of the same
+# run (and Prefect). Past its limit DuckDB spills to its temp_directory instead of failing.
+DUCKDB_MEMORY_SHARE = 0.6
+MIN_DUCKDB_MEMORY = 256 * 2**20
+
+
+def machine_settings() -> dict[str, str | int]:
+    """DuckDB's threads and memory_limit from this machine: the CPUs the process may run on
+    (not the host's count, which a container or taskset narrows) and a share of the memory
+    available (MemAvailable; a cgroup limit when lower), read without psutil. Read once per
+    process: DuckDB refuses a second connection to an open file with a different config."""
+    return dict(_machine_settings())
+
+
+@functools.cache
+def _machine_settings() -> dict[str, str | int]:
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = _available_memory()
+    settings: dict[str, str | int] = {"threads": max(1, threads or 1)}
+    if limit is not None:
+        share = max(MIN_DUCKDB_MEMORY, int(limit * DUCKDB_MEMORY_SHARE))
+        settings["memory_limit"] = f"{share // 2**20}MB"
+    return settings
+
+
+def _available_memory() -> int | None:
+    """Bytes: /proc/meminfo's MemAvailable, or the cgroup's memory.max when that is lower."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if cgroup.isdigit():
+            found.append(int(cgroup))
+    except OSError:
+        pass
+    return min(found) if found else None
+
+
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (creating its tables when writing); sessions run in UTC."""
     try:
         if read_only:
-            con = duckdb.connect(str(path), read_only=True)
+            con = duckdb.connect(str(path), read_only=True, config=machine_settings())
         else:
-            config = {"storage_compatibility_version": STORAGE_COMPATIBILITY}
+            config = {"storage_compatibility_version": STORAGE_COMPATIBILITY, **machine_settings()}
             con = duckdb.connect(str(path), config=config)
     except duckdb.IOException as exc:
         first_line = str(exc).splitlines()[0]
@@ -243,7 +287,9 @@ def fail_run(path: Path, run_id: str, error: str) -> None:
 class RunOutputs:
     """Everything one run publishes, as frames (read by the publish step from its work dir)."""
 
-    tables: dict[str, pl.DataFrame]
+    # per canonical table: its rows, or the Parquet file holding them (DuckDB reads it itself,
+    # so the publishing process holds no copy of the extract)
+    tables: dict[str, pl.DataFrame | Path]
     quarantine: pl.DataFrame
     load_counts: pl.DataFrame
     measures: pl.DataFrame
@@ -283,8 +329,13 @@ def publish_run(
     """Replace the canonical tables and add the run's results, all in one transaction.
     ``before_commit`` runs with everything written and nothing committed (a test's kill point)."""
     provenance = {"run_id": pl.lit(run_id), "extract_id": pl.lit(extract_id)}
+    files = {t: f for t, f in outputs.tables.items() if isinstance(f, Path)}
     incoming = {
-        **{t: outputs.tables[t].with_columns(extract_id=pl.lit(extract_id)) for t in TABLE_ORDER},
+        **{
+            t: outputs.tables[t].with_columns(extract_id=pl.lit(extract_id))
+            for t in TABLE_ORDER
+            if t not in files
+        },
         "quarantine": outputs.quarantine.with_columns(**provenance),
         "data_quality": (
             None
@@ -310,6 +361,11 @@ def publish_run(
         try:
             for table in TABLE_ORDER:
                 con.execute(f"DELETE FROM {table}")
+            for table, path in files.items():
+                rows = "(SELECT *, $extract_id::VARCHAR AS extract_id FROM read_parquet($path))"
+                con.execute(
+                    canonical_insert_sql(table, rows), {"extract_id": extract_id, "path": str(path)}
+                )
             for table in incoming:
                 if table in TABLE_ORDER:
                     con.execute(canonical_insert_sql(table, f"incoming_{table}"))
