@@ -7,7 +7,7 @@ FROM read_parquet/read_csv``). Then the monthly run's plain steps (flows/steps.p
 stage by stage, each with its wall time, input rows per second and its own peak resident memory
 (proc.py). Stages and steps: read = ``load_step`` (read the extract, keep it as the run's raw
 tables); validate = ``validate_step``; load = the start of ``audit_step`` up to the canonical
-DuckDB tables being filled (``canonical_connection``, timed by wrapping it, so steps.py is
+DuckDB tables being filled (``saved_canonical_connection``, timed by wrapping it, so steps.py is
 unchanged); audit = the rest of ``audit_step`` (all measures, rejudging); summarise, publish,
 report = their steps.
 """
@@ -100,7 +100,7 @@ def duckdb_floor(extract: Path, stages: Stages) -> None:
 def load_split(stages: Stages) -> Iterator[Callable[[], bool]]:
     """Time ``audit_step``'s loading of the canonical tables as its own stage; yields whether
     that happened (False: the steps changed and load is inside audit)."""
-    original, seen = steps.canonical_connection, []
+    original, seen = steps.saved_canonical_connection, []
 
     def timed(*args: Any, **kwargs: Any):
         con = original(*args, **kwargs)
@@ -108,11 +108,11 @@ def load_split(stages: Stages) -> Iterator[Callable[[], bool]]:
         seen.append(True)
         return con
 
-    steps.canonical_connection = timed
+    steps.saved_canonical_connection = timed
     try:
         yield lambda: bool(seen)
     finally:
-        steps.canonical_connection = original
+        steps.saved_canonical_connection = original
 
 
 def run_stages(extract: Path, scratch: Path, stages: Stages) -> tuple[int, bool]:
