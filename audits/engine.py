@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -106,20 +107,22 @@ class Catalogue:
         return sorted(p for f in self.folders for p in (f / "decks").glob("*.yaml"))
 
 
-def _catalogue_files(folders: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of every file a catalogue is read from: a changed file reads again."""
+def _catalogue_files(folders: tuple[Path, ...]) -> tuple[tuple[str, str], ...]:
+    """(path, digest of its bytes) of every file a catalogue is read from: a changed file reads
+    again. The bytes, not the modification time, whose clock ticks too coarsely to tell two
+    quick edits of the same size apart."""
     files = [
         p
         for f in folders
         for p in (*(f / "value_sets").glob("*.csv"), *(f / "measures").glob("*.yaml"))
     ]
-    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(files))
+    return tuple((str(p), hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(files))
 
 
 @functools.lru_cache(maxsize=8)
 def _load_catalogue(folders: tuple[Path, ...], files: tuple) -> Catalogue:
     """Parsing the YAML takes about a quarter of a second, and a run asked for the catalogue
-    three times; the files' identity is the cache key, so an edited measure is read again."""
+    three times; the files' contents are the cache key, so an edited measure is read again."""
     value_sets = load_value_sets(tuple(f / "value_sets" for f in folders))
     measures = load_measures(set(value_sets), tuple(f / "measures" for f in folders))
     return Catalogue(tuple(measures), value_sets, folders)
