@@ -28,8 +28,8 @@ from pathlib import Path
 
 import duckdb
 
-from chartaudit.schemas.contract import TABLE_ORDER
-from chartaudit.schemas.folder import MANIFEST_FILE, table_files
+from chartaudit.sample_data.formats import contract_manifest, open_contract_tables
+from chartaudit.schemas.folder import MANIFEST_FILE
 
 __all__ = [
     "FLOWSHEET_PREFIX",
@@ -120,11 +120,11 @@ def write_synthea(contract_dir: Path, out_dir: Path) -> None:
     """Write the contract extract in ``contract_dir`` as Synthea CSV files in ``out_dir``."""
     contract_dir, out_dir = Path(contract_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _contract_manifest(contract_dir)
+    manifest = contract_manifest(contract_dir)
     con = duckdb.connect(config={"memory_limit": "1GB", "temp_directory": str(out_dir / ".spill")})
     try:
         con.execute(f"SET TimeZone = '{_zone(manifest)}'")
-        _open_tables(con, contract_dir)
+        open_contract_tables(con, contract_dir)
         _macros(con, _zone(manifest))
         for name, query in _files().items():
             _copy(con, _select(con, name, query), out_dir / name)
@@ -137,25 +137,8 @@ def write_synthea(contract_dir: Path, out_dir: Path) -> None:
     )
 
 
-def _contract_manifest(contract_dir: Path) -> dict:
-    path = contract_dir / MANIFEST_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def _zone(manifest: dict) -> str:
     return str(manifest.get("timezone", "UTC")).replace("'", "")
-
-
-def _open_tables(con: duckdb.DuckDBPyConnection, contract_dir: Path) -> None:
-    """A view ``c_<table>`` of every contract table, all values as text (as the file has them)."""
-    files = {p.name.rsplit(".", 1)[0]: p for p in table_files(contract_dir)}
-    for table in TABLE_ORDER:
-        path = str(files[table]).replace("'", "''")
-        if path.endswith(".csv"):
-            scan = f"read_csv('{path}', all_varchar = true, header = true)"
-        else:
-            scan = f"(SELECT COLUMNS(*)::VARCHAR FROM read_parquet('{path}'))"
-        con.execute(f"CREATE VIEW c_{table} AS SELECT * FROM {scan}")
 
 
 def _macros(con: duckdb.DuckDBPyConnection, zone: str) -> None:

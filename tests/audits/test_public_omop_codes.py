@@ -8,24 +8,15 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from chartaudit.audits.valuesets import load_value_sets
 from chartaudit.schemas.models import DIAGNOSIS_CODE_PATTERNS, LOINC_PATTERN
+from tests.public_data import OMOP_ZIP, needs_omop_sample
 
-OMOP_ZIP = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "datasets"
-    / "omop-synthea27nj"
-    / "Synthea27Nj_5.4.zip"
-)
-pytestmark = pytest.mark.skipif(
-    not OMOP_ZIP.exists(), reason=f"public OMOP sample not found at {OMOP_ZIP} (../shared)"
-)
+pytestmark = needs_omop_sample
 
 
 def omop_table(name: str) -> pl.DataFrame:

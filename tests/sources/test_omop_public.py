@@ -19,17 +19,9 @@ from chartaudit.sources.adapt import adapt_source
 from chartaudit.sources.code_maps import RXNORM_MAP_FILE
 from chartaudit.storage import warehouse
 from tests.flows.test_cli import chartaudit
+from tests.public_data import OMOP_ZIP, needs_omop_sample
 
-OMOP_ZIP = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "datasets"
-    / "omop-synthea27nj"
-    / "Synthea27Nj_5.4.zip"
-)
-pytestmark = pytest.mark.skipif(
-    not OMOP_ZIP.exists(), reason=f"public OMOP sample not found at {OMOP_ZIP} (../shared)"
-)
+pytestmark = needs_omop_sample
 # A month the sample covers (OBSERVATION_PERIOD ends 2022-10-10) with a diabetic patient seen
 # in the 12 months before its end.
 PERIOD, LOOKBACK_START, PERIOD_END = "2022-06", "2021-07-01", "2022-07-01"
