@@ -1,7 +1,7 @@
 """`make bench`, FHIR part: wall time and peak memory of `chartaudit run --format fhir` on a
 FHIR R4 Bulk Data export of about 1 GB (issue 9: peak memory under 2 GB).
 
-    .venv/bin/python benchmarks/fhir_memory.py [--gb 1.0] [--keep DIR]
+    .venv/bin/python benchmarks/fhir_memory.py [--gb 1.0] [--keep DIR]   # DIR: .bench/fhir-1gb
 
 Generates a synthetic contract extract large enough (sample_data/generator.py), writes it as
 NDJSON (sample_data/formats/fhir.py), then runs the real command as a child process and samples
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,9 +40,14 @@ PREPARE = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0, help="NDJSON size to aim for")
-    parser.add_argument("--keep", type=Path, help="reuse/keep the export in this folder")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="reuse/keep the export in this folder (default: .bench/fhir-<gb>gb)",
+    )
     args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="chartaudit-bench-fhir-"))
+    # Cached like make bench's extracts (.bench/ is git-ignored): the export is made once.
+    root = (args.keep or Path(".bench") / f"fhir-{args.gb:g}gb").resolve()
     patients = int(args.gb * 1e9 / BYTES_PER_PATIENT)
     if not (root / "fhir" / "bulk-export-manifest.json").exists():
         started = time.perf_counter()
@@ -67,6 +72,7 @@ def main() -> None:
     print(f"peak RSS, whole process tree (sampled every 0.1 s): {peak:,.0f} MB")
     print(f"peak RSS, largest single process (its VmHWM): {largest:,.0f} MB")
     print(f"{verdict} the 2 GB limit")
+    shutil.rmtree(work, ignore_errors=True)  # the run's warehouse and reports; the export stays
     if status != 0:
         sys.exit(status)
 
